@@ -1,0 +1,115 @@
+//! `mimr bench forward`: ViT forward (and forward+backward) throughput of a preset on a chosen
+//! backend, reported in img/s; the figures in BENCHMARKS.md come from this command.
+
+use crate::model::vit::{Taps, Vit, VitConfig};
+use anyhow::{Result, bail};
+use burn::tensor::{Device, DeviceKind, Distribution, Tensor};
+use std::time::Instant;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    pub what: What,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum What {
+    /// ViT forward throughput of a randomly initialised preset.
+    Forward(ForwardArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ForwardArgs {
+    /// Preset: debug, tiny, small, base, large, huge, 2b.
+    #[arg(long, default_value = "small")]
+    pub preset: String,
+    /// Override the preset's patch size (e.g. 4 for ViT-Ti/4 at 32 px).
+    #[arg(long)]
+    pub patch: Option<usize>,
+    #[arg(long, default_value_t = 224)]
+    pub image_size: usize,
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Backend: flex (CPU), ndarray (CPU, deprecated), wgpu.
+    #[arg(long, default_value = "flex")]
+    pub backend: String,
+    /// Time forward + backward (sum of outputs) instead of forward only.
+    #[arg(long)]
+    pub backward: bool,
+    /// Minimum measuring time in seconds (after 2 warm-up iterations).
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+}
+
+#[allow(deprecated)] // ndarray is measured on purpose, to compare CPU backends
+fn backend(name: &str) -> Result<Device> {
+    Ok(match name {
+        "flex" => Device::flex(),
+        "ndarray" => Device::ndarray(),
+        "wgpu" => Device::wgpu(DeviceKind::DefaultDevice),
+        other => bail!("--backend {other}: use flex, ndarray or wgpu"),
+    })
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let What::Forward(a) = args.what;
+    let mut cfg = VitConfig::preset(&a.preset, a.image_size)?;
+    if let Some(p) = a.patch {
+        cfg = VitConfig::prenorm(p, cfg.dim, cfg.depth, cfg.heads, a.image_size);
+    }
+    anyhow::ensure!(
+        a.image_size % cfg.patch_size == 0,
+        "--image-size must be a multiple of the patch size {}",
+        cfg.patch_size
+    );
+    let base = backend(&a.backend)?;
+    let device = if a.backward { base.autodiff() } else { base };
+    let model = Vit::from_tensors(&cfg, &cfg.random_tensors(0), &device)?;
+    let taps = Taps {
+        blocks: vec![],
+        final_output: true,
+    };
+    let x = Tensor::<4>::random(
+        [a.batch, 3, a.image_size, a.image_size],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    );
+    let step = || -> Result<()> {
+        let out = model
+            .forward(x.clone(), &taps)
+            .final_output
+            .expect("final requested");
+        if a.backward {
+            let _grads = out.sum().backward();
+        } else {
+            let _ = out.sum().into_data();
+        }
+        device
+            .sync()
+            .map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"))?;
+        Ok(())
+    };
+    for _ in 0..2 {
+        step()?;
+    }
+    let (start, mut iters) = (Instant::now(), 0usize);
+    while iters < 3 || start.elapsed().as_secs_f64() < a.seconds {
+        step()?;
+        iters += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let ips = (iters * a.batch) as f64 / secs;
+    println!(
+        "vit-{}/{} {}px batch {} backend {} {}: {:.1} img/s ({iters} iters, {:.2} s, {} threads)",
+        a.preset,
+        cfg.patch_size,
+        a.image_size,
+        a.batch,
+        a.backend,
+        if a.backward { "fwd+bwd" } else { "fwd" },
+        ips,
+        secs,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! Command-line interface (clap): `info`, `embed`, `export` and `bench`, each a small module
+//! over the library; errors are printed with their full context chain, never as a panic.
+
+mod bench;
+mod embed;
+mod export;
+mod info;
+
+use crate::device::DeviceChoice;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mimr",
+    version,
+    about = "MIM-Refiner in Rust: load, inspect, embed and refine MIM ViTs"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print a checkpoint's format, architecture and parameter count.
+    Info(info::Args),
+    /// Write per-block features of images or a tensor to a safetensors file.
+    Embed(embed::Args),
+    /// Export a checkpoint's encoder as safetensors in timm/hub key names.
+    Export(export::Args),
+    /// Throughput benchmarks.
+    Bench(bench::Args),
+}
+
+/// Options shared by commands that load a checkpoint.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CkptArgs {
+    /// Checkpoint: .pth (MAE), .pt (data2vec 2.0), .th (MIM-Refiner) or .safetensors.
+    pub checkpoint: PathBuf,
+    /// Attention heads, when the file does not say and the width is not a standard ViT's.
+    #[arg(long)]
+    pub heads: Option<usize>,
+}
+
+/// The `--device` option.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// auto: a hardware GPU via wgpu if present, else CPU; wgpu: any wgpu adapter; cpu.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: DeviceChoice,
+}
+
+impl DeviceArgs {
+    /// Selects the device and tells the user which one and why (on stderr).
+    pub fn select(&self) -> anyhow::Result<burn::tensor::Device> {
+        let s = crate::device::select(self.device)?;
+        eprintln!("device: {} ({})", s.label, s.reason);
+        Ok(s.device)
+    }
+}
+
+/// Runs the CLI and maps errors to exit code 1 with the whole context chain.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info(a) => info::run(a),
+        Command::Embed(a) => embed::run(a),
+        Command::Export(a) => export::run(a),
+        Command::Bench(a) => bench::run(a),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The `Dataset` trait every data source implements, and `open`, which recognises the format of a
+//! path: an IDX folder (MNIST / Fashion-MNIST), CIFAR-10/100 binary batches, or an image folder.
+
+use anyhow::{Result, bail};
+use std::path::Path;
+
+use super::{cifar, folder, idx};
+
+/// One decoded sample: its dataset index (the NN queue of method.md §3 needs it), its label when the
+/// dataset is labelled, and the image as 8-bit RGB (grey images are replicated to three channels).
+#[derive(Clone, Debug)]
+pub struct Sample {
+    pub index: usize,
+    pub label: Option<u32>,
+    pub image: image::RgbImage,
+}
+
+/// A random-access source of samples, shared read-only between loader threads.
+pub trait Dataset: Send + Sync {
+    /// Number of samples (corrupt files included; they fail in `get`).
+    fn len(&self) -> usize;
+    /// Decodes sample `index`; an error means the sample is unreadable and should be skipped.
+    fn get(&self, index: usize) -> Result<Sample>;
+    /// Class names, indexed by label; empty for an unlabelled dataset.
+    fn classes(&self) -> &[String];
+    /// A one-line human description (format, path, split, size).
+    fn describe(&self) -> String;
+
+    /// True when the dataset has no samples.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The label of `index` without decoding the image when the format allows it.
+    fn label(&self, index: usize) -> Result<Option<u32>> {
+        Ok(self.get(index)?.label)
+    }
+    /// Checks that `index` decodes; formats read fully into memory at open time have nothing to check.
+    fn verify(&self, _index: usize) -> Result<()> {
+        Ok(())
+    }
+    /// A name for sample `index` in reports (a file path for image folders).
+    fn item_name(&self, index: usize) -> String {
+        format!("#{index}")
+    }
+}
+
+/// Which part of a dataset to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Test,
+}
+
+impl Split {
+    /// "train" or "test".
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Test => "test",
+        }
+    }
+}
+
+impl std::fmt::Display for Split {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Split {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "train" => Ok(Split::Train),
+            "test" | "val" | "eval" => Ok(Split::Test),
+            other => bail!("unknown split {other:?}: use train or test"),
+        }
+    }
+}
+
+const EXPECTED: &str = "expected a folder with IDX files (train-images-idx3-ubyte[.gz], t10k-...), \
+CIFAR binary batches (data_batch_1.bin.. / test_batch.bin, or train.bin / test.bin), \
+or images (class subfolders, or a flat folder of images)";
+
+/// Opens the dataset at `path`, recognising its format (IDX, CIFAR binary, image folder).
+pub fn open(path: &Path, split: Split) -> Result<Box<dyn Dataset>> {
+    if !path.exists() {
+        bail!(
+            "no dataset at {}: the path does not exist ({EXPECTED})",
+            path.display()
+        );
+    }
+    if !path.is_dir() {
+        bail!(
+            "dataset path {} is a file, not a folder: extract archives first ({EXPECTED})",
+            path.display()
+        );
+    }
+    let ds: Box<dyn Dataset> = if idx::detect(path) {
+        Box::new(idx::IdxDataset::open(path, split)?)
+    } else if let Some(found) = cifar::detect(path) {
+        Box::new(cifar::CifarDataset::open(&found, split)?)
+    } else {
+        Box::new(folder::FolderDataset::open(path, split)?)
+    };
+    if ds.is_empty() {
+        bail!(
+            "dataset {} ({split} split) is empty ({EXPECTED})",
+            path.display()
+        );
+    }
+    Ok(ds)
+}
+
+/// The error for an index past the end, naming the dataset.
+pub(crate) fn out_of_range(index: usize, len: usize, what: &str) -> anyhow::Error {
+    anyhow::anyhow!("sample index {index} is out of range for {what} ({len} samples)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_path_and_file_paths_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let err = open(&missing, Split::Train).err().unwrap().to_string();
+        assert!(
+            err.contains("does not exist") && err.contains("nope"),
+            "{err}"
+        );
+        let file = dir.path().join("x.tar.gz");
+        std::fs::write(&file, b"abc").unwrap();
+        let err = open(&file, Split::Train).err().unwrap().to_string();
+        assert!(
+            err.contains("is a file") && err.contains("x.tar.gz"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn empty_folder_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = format!("{:#}", open(dir.path(), Split::Train).err().unwrap());
+        assert!(err.contains(&dir.path().display().to_string()), "{err}");
+        assert!(err.contains("no images") || err.contains("empty"), "{err}");
+    }
+
+    #[test]
+    fn split_parses() {
+        assert_eq!("Train".parse::<Split>().unwrap(), Split::Train);
+        assert_eq!("test".parse::<Split>().unwrap(), Split::Test);
+        assert!("dev".parse::<Split>().is_err());
+    }
+}

@@ -1,0 +1,12 @@
+//! mimr — MIM-Refiner in Rust: load masked-image-modeling ViTs exactly, tap their blocks, and
+//! refine them with nearest-neighbour alignment. See ARCHITECTURE.md for the data flow.
+
+pub mod checkpoint;
+pub mod cli;
+pub mod data;
+pub mod device;
+pub mod fsutil;
+pub mod host;
+pub mod images;
+pub mod model;
+pub mod rng;
