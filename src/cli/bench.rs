@@ -16,6 +16,24 @@ pub struct Args {
 pub enum What {
     /// ViT forward throughput of a randomly initialised preset.
     Forward(ForwardArgs),
+    /// Multi-crop loader throughput (decode + augment + batch) in views/s.
+    Data(DataArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct DataArgs {
+    #[command(flatten)]
+    pub data: super::data::DatasetArgs,
+    #[command(flatten)]
+    pub views: super::data::ViewArgs,
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Minimum measuring time in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -52,7 +70,45 @@ fn backend(name: &str) -> Result<Device> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let What::Forward(a) = args.what;
+    match args.what {
+        What::Forward(a) => forward(a),
+        What::Data(a) => data(a),
+    }
+}
+
+fn data(a: DataArgs) -> Result<()> {
+    let ds: std::sync::Arc<dyn crate::data::Dataset> = a.data.open()?.into();
+    let cfg = a.views.config()?;
+    let views_per_image = cfg.n_views();
+    let workers = a
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let loader = crate::data::Loader::new(ds.clone(), cfg, a.batch, 0, workers, 4)?;
+    let (start, mut images, mut epoch) = (Instant::now(), 0usize, 0u64);
+    'outer: loop {
+        for batch in loader.epoch(epoch) {
+            images += batch?.len();
+            if start.elapsed().as_secs_f64() >= a.seconds {
+                break 'outer;
+            }
+        }
+        epoch += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "data {} {}px+{}x{}px batch {} workers {workers}: {:.1} img/s = {:.1} views/s ({images} images, {secs:.2} s)",
+        ds.describe(),
+        a.views.global_size,
+        a.views.n_local,
+        a.views.local_size,
+        a.batch,
+        images as f64 / secs,
+        (images * views_per_image) as f64 / secs
+    );
+    Ok(())
+}
+
+fn forward(a: ForwardArgs) -> Result<()> {
     let mut cfg = VitConfig::preset(&a.preset, a.image_size)?;
     if let Some(p) = a.patch {
         cfg = VitConfig::prenorm(p, cfg.dim, cfg.depth, cfg.heads, a.image_size);

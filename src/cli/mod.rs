@@ -1,7 +1,8 @@
-//! Command-line interface (clap): `info`, `embed`, `export` and `bench`, each a small module
+//! Command-line interface (clap): `info`, `embed`, `export`, `data` and `bench`, each a small module
 //! over the library; errors are printed with their full context chain, never as a panic.
 
 mod bench;
+mod data;
 mod embed;
 mod export;
 mod info;
@@ -29,6 +30,8 @@ pub enum Command {
     Embed(embed::Args),
     /// Export a checkpoint's encoder as safetensors in timm/hub key names.
     Export(export::Args),
+    /// Inspect datasets: manifest and augmented-view previews.
+    Data(data::Args),
     /// Throughput benchmarks.
     Bench(bench::Args),
 }
@@ -67,6 +70,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Info(a) => info::run(a),
         Command::Embed(a) => embed::run(a),
         Command::Export(a) => export::run(a),
+        Command::Data(a) => data::run(a),
         Command::Bench(a) => bench::run(a),
     };
     match result {

@@ -9,6 +9,7 @@ pub mod idx;
 pub mod loader;
 pub mod manifest;
 pub mod preview;
+pub mod tensors;
 pub mod views;
 
 pub use augment::{CropBox, JitterParams, ViewParams};
@@ -16,4 +17,5 @@ pub use dataset::{Dataset, Sample, Split, open};
 pub use loader::{Batch, EpochIter, Loader};
 pub use manifest::Manifest;
 pub use preview::preview_grid;
+pub use tensors::DeviceBatch;
 pub use views::{MultiCropConfig, ViewConfig, eval_view, make_views};
