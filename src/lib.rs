@@ -3,10 +3,13 @@
 
 pub mod checkpoint;
 pub mod cli;
+pub mod config;
 pub mod data;
 pub mod device;
+pub mod eval;
 pub mod fsutil;
 pub mod host;
 pub mod images;
 pub mod model;
+pub mod refine;
 pub mod rng;

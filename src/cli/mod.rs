@@ -6,6 +6,7 @@ mod data;
 mod embed;
 mod export;
 mod info;
+mod refine;
 
 use crate::device::DeviceChoice;
 use clap::{Parser, Subcommand};
@@ -30,6 +31,8 @@ pub enum Command {
     Embed(embed::Args),
     /// Export a checkpoint's encoder as safetensors in timm/hub key names.
     Export(export::Args),
+    /// Refine an encoder with NNA heads (stage 2 + stage 3); resumes automatically.
+    Refine(refine::Args),
     /// Inspect datasets: manifest and augmented-view previews.
     Data(data::Args),
     /// Throughput benchmarks.
@@ -70,6 +73,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Info(a) => info::run(a),
         Command::Embed(a) => embed::run(a),
         Command::Export(a) => export::run(a),
+        Command::Refine(a) => refine::run(a),
         Command::Data(a) => data::run(a),
         Command::Bench(a) => bench::run(a),
     };

@@ -9,6 +9,7 @@ pub mod idx;
 pub mod loader;
 pub mod manifest;
 pub mod preview;
+pub mod subset;
 pub mod tensors;
 pub mod views;
 

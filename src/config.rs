@@ -1,0 +1,292 @@
+//! The one configuration tree of a refinement run (serde + TOML), with `--set key=value`
+//! overrides and validation that names the key and its allowed range before any work starts.
+
+use crate::data::MultiCropConfig;
+use crate::refine::heads::HeadSize;
+use crate::refine::loss::LossVariant;
+use anyhow::{Context, Result, bail, ensure};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A full `mimr refine` configuration (method.md §4).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefineConfig {
+    pub model: ModelConfig,
+    pub data: DataConfig,
+    pub heads: HeadsConfig,
+    pub stage2: StageConfig,
+    pub stage3: StageConfig,
+    pub run: RunConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Encoder checkpoint (.pth/.pt/.th/.safetensors), relative to the config file.
+    pub checkpoint: PathBuf,
+    /// Attention heads when the file does not say.
+    #[serde(default)]
+    pub attention_heads: Option<usize>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Training images (image folder, CIFAR batches, IDX), relative to the config file.
+    pub train: PathBuf,
+    #[serde(default = "default_split")]
+    pub split: String,
+    pub batch_size: usize,
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// Use only this many samples, spread evenly over the dataset (quick runs, tests).
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Multi-crop views (method.md §4.1).
+    pub views: MultiCropConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeadsConfig {
+    /// 0-indexed blocks with a head on their raw CLS token; empty = the last third (method.md §1.3).
+    #[serde(default)]
+    pub blocks: Vec<usize>,
+    /// Add the `main` head on the encoder output (after the final norm of pre-norm models).
+    #[serde(default = "yes")]
+    pub main: bool,
+    /// base | tiny | micro | debug (method.md §2).
+    pub size: String,
+    /// Queue length override.
+    #[serde(default)]
+    pub queue_size: Option<usize>,
+    pub temperature: f64,
+    #[serde(default = "default_variant")]
+    pub loss: LossVariant,
+    /// cls or mean pooling of the block tokens.
+    #[serde(default = "default_pool")]
+    pub pool: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageConfig {
+    pub epochs: usize,
+    /// LR per 256 samples (method.md §4.2).
+    pub base_lr: f64,
+    #[serde(default = "default_min_lr")]
+    pub min_lr: f64,
+    pub warmup_epochs: f64,
+    pub head_weight_decay: f64,
+    #[serde(default)]
+    pub encoder_weight_decay: f64,
+    /// Layer-wise LR decay γ (method.md §1.5); 1 = none.
+    #[serde(default = "one")]
+    pub layer_decay: f64,
+    pub topk: usize,
+    /// Freeze the first N blocks (and the stem) in stage 3.
+    #[serde(default)]
+    pub freeze_blocks: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Run directory, relative to the config file.
+    pub dir: PathBuf,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "default_device")]
+    pub device: crate::device::DeviceChoice,
+    #[serde(default = "default_ema")]
+    pub ema_momentum: f64,
+    /// Write a checkpoint every N steps (and at every stage end).
+    pub checkpoint_every: u64,
+    #[serde(default = "default_keep")]
+    pub keep_checkpoints: usize,
+    /// Log scalars every N steps.
+    #[serde(default = "one_u64")]
+    pub log_every: u64,
+    /// Embedding snapshots + NN examples every N steps (0 = only at stage ends).
+    #[serde(default)]
+    pub snapshot_every: u64,
+    /// Size of the fixed probe subset used for snapshots.
+    #[serde(default = "default_probe")]
+    pub probe_size: usize,
+    /// Stop after this many steps in total (for tests and smoke runs; 0 = no limit).
+    #[serde(default)]
+    pub max_steps: u64,
+}
+
+fn default_split() -> String {
+    "train".into()
+}
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+fn yes() -> bool {
+    true
+}
+fn default_variant() -> LossVariant {
+    LossVariant::Nna
+}
+fn default_pool() -> String {
+    "cls".into()
+}
+fn default_min_lr() -> f64 {
+    1e-6
+}
+fn one() -> f64 {
+    1.0
+}
+fn one_u64() -> u64 {
+    1
+}
+fn default_device() -> crate::device::DeviceChoice {
+    crate::device::DeviceChoice::Auto
+}
+fn default_ema() -> f64 {
+    0.9999
+}
+fn default_keep() -> usize {
+    3
+}
+fn default_probe() -> usize {
+    256
+}
+
+impl RefineConfig {
+    /// Reads `path`, applies `key=value` overrides, resolves relative paths against the file's
+    /// folder, and validates.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config {}", path.display()))?;
+        let mut value: toml::Value =
+            toml::from_str(&text).with_context(|| format!("{}: invalid TOML", path.display()))?;
+        for o in overrides {
+            apply_override(&mut value, o)?;
+        }
+        let mut cfg: RefineConfig = value.try_into().with_context(|| {
+            format!(
+                "{}: does not match the refine config schema",
+                path.display()
+            )
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut cfg.model.checkpoint,
+            &mut cfg.data.train,
+            &mut cfg.run.dir,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn to_toml(&self) -> Result<String> {
+        Ok(toml::to_string_pretty(self)?)
+    }
+
+    /// Checks every numeric setting; each error names the key and the allowed range.
+    pub fn validate(&self) -> Result<()> {
+        ensure!(
+            self.data.batch_size >= 2,
+            "data.batch_size = {} must be ≥ 2 (the loss contrasts samples within a batch)",
+            self.data.batch_size
+        );
+        ensure!(
+            self.heads.temperature > 0.0 && self.heads.temperature <= 10.0,
+            "heads.temperature = {} must be in (0, 10]",
+            self.heads.temperature
+        );
+        HeadSize::preset(&self.heads.size).context("heads.size")?;
+        ensure!(
+            ["cls", "mean"].contains(&self.heads.pool.as_str()),
+            "heads.pool = `{}` must be cls or mean",
+            self.heads.pool
+        );
+        for (name, s) in [("stage2", &self.stage2), ("stage3", &self.stage3)] {
+            ensure!(
+                s.base_lr >= 0.0 && s.base_lr < 1.0,
+                "{name}.base_lr = {} must be in [0, 1)",
+                s.base_lr
+            );
+            ensure!(
+                s.min_lr >= 0.0 && s.min_lr <= s.base_lr.max(s.min_lr),
+                "{name}.min_lr = {} must be ≥ 0",
+                s.min_lr
+            );
+            ensure!(
+                s.warmup_epochs >= 0.0,
+                "{name}.warmup_epochs = {} must be ≥ 0",
+                s.warmup_epochs
+            );
+            ensure!(
+                s.layer_decay > 0.0 && s.layer_decay <= 1.0,
+                "{name}.layer_decay = {} must be in (0, 1]",
+                s.layer_decay
+            );
+            ensure!(s.topk >= 1, "{name}.topk = {} must be ≥ 1", s.topk);
+            ensure!(
+                (0.0..1.0).contains(&s.head_weight_decay),
+                "{name}.head_weight_decay = {} must be in [0, 1)",
+                s.head_weight_decay
+            );
+            ensure!(
+                (0.0..1.0).contains(&s.encoder_weight_decay),
+                "{name}.encoder_weight_decay = {} must be in [0, 1)",
+                s.encoder_weight_decay
+            );
+        }
+        ensure!(
+            self.stage2.epochs + self.stage3.epochs > 0,
+            "stage2.epochs + stage3.epochs must be > 0"
+        );
+        ensure!(
+            (0.0..1.0).contains(&self.run.ema_momentum),
+            "run.ema_momentum = {} must be in [0, 1)",
+            self.run.ema_momentum
+        );
+        ensure!(
+            self.run.checkpoint_every >= 1,
+            "run.checkpoint_every must be ≥ 1"
+        );
+        ensure!(
+            self.run.keep_checkpoints >= 1,
+            "run.keep_checkpoints must be ≥ 1"
+        );
+        ensure!(self.run.log_every >= 1, "run.log_every must be ≥ 1");
+        Ok(())
+    }
+}
+
+/// Applies `a.b.c=value` to a TOML tree; the value is parsed as TOML (number, bool, array,
+/// string) and falls back to a plain string.
+pub fn apply_override(root: &mut toml::Value, spec: &str) -> Result<()> {
+    let Some((key, raw)) = spec.split_once('=') else {
+        bail!("--set `{spec}`: expected key=value, e.g. stage3.epochs=5")
+    };
+    let parsed: toml::Value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    let mut cur = root;
+    for (i, part) in parts.iter().enumerate() {
+        let table = cur
+            .as_table_mut()
+            .with_context(|| format!("--set {key}: `{}` is not a table", parts[..i].join(".")))?;
+        if i + 1 == parts.len() {
+            table.insert(part.to_string(), parsed);
+            return Ok(());
+        }
+        cur = table
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(Default::default()));
+    }
+    Ok(())
+}

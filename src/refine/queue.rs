@@ -1,0 +1,151 @@
+//! The nearest-neighbour FIFO queue of one head (method.md §3 items 2 and 6): projector
+//! outputs with dataset index and label, same-index masking, top-k with a uniform random pick.
+
+use crate::host::HostTensor;
+use crate::model::vit::host;
+use crate::rng::Rng;
+use anyhow::Result;
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+
+/// FIFO ring buffer of `size × dim` embeddings (not normalised; normalised at lookup).
+pub struct NnQueue {
+    pub x: Tensor<2>,
+    idx_dev: Tensor<2, Int>,
+    pub idx: Vec<i64>,
+    pub label: Vec<i64>,
+    pub age: Vec<u64>,
+    pub ptr: usize,
+}
+
+/// Result of a lookup for one view: the L2-normalised neighbours `[B, dim]` and what was picked.
+pub struct Lookup {
+    pub nn: Tensor<2>,
+    pub picks: Vec<usize>,
+}
+
+/// Rows of `x` scaled to unit L2 norm (eps 1e-12, as `F.normalize`).
+pub fn l2n(x: Tensor<2>) -> Tensor<2> {
+    let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
+    x / norm
+}
+
+impl NnQueue {
+    /// A queue initialised with N(0, 1) entries, indices and labels −1 (method.md §2).
+    pub fn new(size: usize, dim: usize, device: &Device) -> Self {
+        let x = Tensor::random([size, dim], Distribution::Normal(0.0, 1.0), device);
+        Self::from_parts(x, vec![-1; size], vec![-1; size], vec![0; size], 0)
+    }
+
+    /// A queue from explicit contents (checkpoint restore, tests).
+    pub fn from_parts(
+        x: Tensor<2>,
+        idx: Vec<i64>,
+        label: Vec<i64>,
+        age: Vec<u64>,
+        ptr: usize,
+    ) -> Self {
+        let device = x.device();
+        let n = idx.len();
+        let idx_dev = Tensor::<2, Int>::from_data(TensorData::new(idx.clone(), [1, n]), &device);
+        Self {
+            x,
+            idx_dev,
+            idx,
+            label,
+            age,
+            ptr,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.idx.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.idx.is_empty()
+    }
+
+    /// Top-`k` neighbours of each row of `z` (no gradient) among entries whose stored index
+    /// differs from the sample's own (`batch_idx`); one of the `k` is picked uniformly.
+    pub fn lookup(
+        &self,
+        z: Tensor<2>,
+        batch_idx: &[usize],
+        k: usize,
+        rng: &mut Rng,
+    ) -> Result<Lookup> {
+        let device = self.x.device();
+        let z = z.without_autodiff().detach();
+        let q = l2n(self.x.clone());
+        let sim = l2n(z).matmul(q.clone().transpose());
+        let [b, n] = sim.dims();
+        let own = Tensor::<2, Int>::from_data(
+            TensorData::new(
+                batch_idx.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+                [b, 1],
+            ),
+            &device,
+        );
+        let mask = self
+            .idx_dev
+            .clone()
+            .expand([b, n])
+            .equal(own.expand([b, n]));
+        let sim = sim.mask_fill(mask, -1.0);
+        let k = k.clamp(1, n);
+        let (_, top) = sim.topk_with_indices(k, 1);
+        let top: Vec<i64> = top
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec::<i64>()
+            .map_err(|e| anyhow::anyhow!("reading neighbour indices: {e:?}"))?;
+        let picks: Vec<usize> = (0..b).map(|i| top[i * k + rng.below(k)] as usize).collect();
+        let sel = Tensor::<1, Int>::from_data(
+            TensorData::new(picks.iter().map(|&p| p as i64).collect::<Vec<_>>(), [b]),
+            &device,
+        );
+        Ok(Lookup {
+            nn: q.select(0, sel),
+            picks,
+        })
+    }
+
+    /// Enqueues `z` (projector output of global view 0, `[B, dim]`) at the pointer with
+    /// wrap-around; new entries get age 0, then every age grows by B (method.md §3 item 6).
+    pub fn enqueue(&mut self, z: Tensor<2>, batch_idx: &[usize], labels: &[i64]) {
+        let z = z.without_autodiff().detach();
+        let [b, d] = z.dims();
+        let n = self.len();
+        let mut rows = Vec::with_capacity(b);
+        for i in 0..b.min(n) {
+            let slot = (self.ptr + i) % n;
+            rows.push(slot);
+            self.idx[slot] = batch_idx[i] as i64;
+            self.label[slot] = labels[i];
+            self.age[slot] = 0;
+        }
+        // write contiguous runs (at most two because of the wrap-around)
+        let first = rows.len().min(n - self.ptr);
+        self.x = self.x.clone().slice_assign(
+            [self.ptr..self.ptr + first, 0..d],
+            z.clone().narrow(0, 0, first),
+        );
+        if rows.len() > first {
+            let rest = rows.len() - first;
+            self.x = self
+                .x
+                .clone()
+                .slice_assign([0..rest, 0..d], z.narrow(0, first, rest));
+        }
+        self.ptr = (self.ptr + rows.len()) % n;
+        self.age.iter_mut().for_each(|a| *a += b as u64);
+        let device = self.x.device();
+        self.idx_dev =
+            Tensor::<2, Int>::from_data(TensorData::new(self.idx.clone(), [1, n]), &device);
+    }
+
+    /// The queue's embeddings on the host (checkpointing).
+    pub fn host_x(&self) -> Result<HostTensor> {
+        host(self.x.clone())
+    }
+}

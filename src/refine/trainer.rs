@@ -1,0 +1,325 @@
+//! One MIM-Refiner training step (method.md §3–§4): encoder passes over global and local views,
+//! per-head NN lookup, NNA loss summed over heads, AdamW with layer decay, encoder EMA.
+
+use super::heads::{Head, HeadSize};
+use super::loss::head_loss;
+use super::optim::{AdamW, Group, ema_update, param_values};
+use super::queue::{NnQueue, l2n};
+use super::schedule::{decays, layer_scale};
+use crate::config::RefineConfig;
+use crate::data::Batch;
+use crate::model::vit::{Pool, Taps, Vit, VitConfig, VitOutput, pool};
+use crate::rng::Rng;
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor};
+
+/// The trainable part: encoder and heads (one module so one optimizer pass sees both).
+#[derive(Module, Debug)]
+pub struct Refiner {
+    pub encoder: Vit,
+    pub heads: Vec<Head>,
+}
+
+/// Where a head reads its features (method.md §1.3).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeadSpec {
+    /// `main` or `cls<block>` (0-indexed block).
+    pub name: String,
+    /// `None` = the encoder output (after the final norm for pre-norm models).
+    pub block: Option<usize>,
+}
+
+/// Heads for `cfg`: the listed blocks, or the last third of the encoder, plus `main`.
+pub fn head_specs(cfg: &RefineConfig, depth: usize) -> Result<Vec<HeadSpec>> {
+    let mut blocks = cfg.heads.blocks.clone();
+    if blocks.is_empty() {
+        let start = depth - (depth / 3).max(1);
+        blocks = (start..depth - usize::from(cfg.heads.main)).rev().collect();
+    }
+    let mut specs = Vec::new();
+    if cfg.heads.main {
+        specs.push(HeadSpec {
+            name: "main".into(),
+            block: None,
+        });
+    }
+    for b in blocks {
+        anyhow::ensure!(
+            b < depth,
+            "heads.blocks: block {b} does not exist (the encoder has blocks 0..={})",
+            depth - 1
+        );
+        specs.push(HeadSpec {
+            name: format!("cls{b}"),
+            block: Some(b),
+        });
+    }
+    anyhow::ensure!(
+        !specs.is_empty(),
+        "no heads: set heads.main = true or list heads.blocks"
+    );
+    Ok(specs)
+}
+
+/// Per-head statistics of one step (method.md §3 item 7).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct HeadStats {
+    pub loss: f64,
+    pub nn_similarity: f64,
+    pub nn_accuracy: Option<f64>,
+    pub global_alignment: f64,
+    pub local_alignment: f64,
+    /// (sample index, neighbour's sample index, same label) for the first samples of view 0.
+    #[serde(skip)]
+    pub examples: Vec<(usize, i64, Option<bool>)>,
+}
+
+/// All mutable training state.
+pub struct Trainer {
+    pub cfg: RefineConfig,
+    pub vit: VitConfig,
+    pub device: Device,
+    pub model: Option<Refiner>,
+    pub ema: Vit,
+    pub specs: Vec<HeadSpec>,
+    pub queues: Vec<NnQueue>,
+    pub opt: AdamW,
+    pub step: u64,
+}
+
+impl Trainer {
+    /// Fresh heads and queues around a loaded encoder; everything seeded from `cfg.run.seed`.
+    pub fn new(
+        cfg: RefineConfig,
+        vit: VitConfig,
+        encoder_tensors: &crate::host::TensorMap,
+        device: Device,
+    ) -> Result<Self> {
+        device.seed(cfg.run.seed);
+        let ad = device.clone().autodiff();
+        let encoder = Vit::from_tensors(&vit, encoder_tensors, &ad)?;
+        let specs = head_specs(&cfg, vit.depth)?;
+        let mut size = HeadSize::preset(&cfg.heads.size)?;
+        if let Some(q) = cfg.heads.queue_size {
+            size.queue_size = q;
+        }
+        let heads = specs
+            .iter()
+            .map(|_| Head::new(vit.dim, &size, &ad))
+            .collect();
+        let queues = specs
+            .iter()
+            .map(|_| NnQueue::new(size.queue_size, size.out_dim, &device))
+            .collect();
+        let ema = encoder.valid();
+        Ok(Self {
+            cfg,
+            vit,
+            device,
+            model: Some(Refiner { encoder, heads }.train()),
+            ema,
+            specs,
+            queues,
+            opt: AdamW::new(),
+            step: 0,
+        })
+    }
+
+    fn model(&self) -> Result<&Refiner> {
+        self.model
+            .as_ref()
+            .context("model missing after a failed step")
+    }
+
+    fn pool_kind(&self) -> Pool {
+        if self.cfg.heads.pool == "mean" {
+            Pool::Mean
+        } else {
+            Pool::Cls
+        }
+    }
+
+    /// Forward of every head's features: `[V·B, D]` per head, view-major (globals, then locals).
+    fn features(&self, batch: &Batch, stage3: bool) -> Result<Vec<Tensor<2>>> {
+        let ad = self.device.clone().autodiff();
+        let dev = if stage3 {
+            ad.clone()
+        } else {
+            self.device.clone()
+        };
+        let db = batch.to_device(&dev);
+        let taps = Taps {
+            blocks: self.specs.iter().filter_map(|s| s.block).collect(),
+            final_output: self.specs.iter().any(|s| s.block.is_none()),
+        };
+        let frozen;
+        let enc = if stage3 {
+            &self.model()?.encoder
+        } else {
+            frozen = self.model()?.encoder.valid();
+            &frozen
+        };
+        let outs: Vec<VitOutput> = std::iter::once(enc.forward(db.globals, &taps))
+            .chain(db.locals.map(|l| enc.forward(l, &taps)))
+            .collect();
+        let how = self.pool_kind();
+        self.specs
+            .iter()
+            .map(|s| {
+                let parts = outs
+                    .iter()
+                    .map(|o| match s.block {
+                        Some(i) => o
+                            .blocks
+                            .iter()
+                            .find(|(j, _)| *j == i)
+                            .map(|(_, t)| t.clone()),
+                        None => o.final_output.clone(),
+                    })
+                    .map(|t| t.map(|t| pool(t, how)).context("tapped block missing"))
+                    .collect::<Result<Vec<_>>>()?;
+                let x = Tensor::cat(parts, 0);
+                Ok(if stage3 { x } else { x.autodiff() })
+            })
+            .collect()
+    }
+
+    /// One optimisation step at learning rate `lr` (peak-scaled, before group scales).
+    pub fn step(&mut self, batch: &Batch, stage: u8, lr: f64) -> Result<Vec<HeadStats>> {
+        let stage3 = stage == 3;
+        let sc = if stage3 {
+            &self.cfg.stage3
+        } else {
+            &self.cfg.stage2
+        };
+        let (topk, n_global, n_local) = (
+            sc.topk,
+            self.cfg.data.views.globals.len(),
+            self.cfg.data.views.n_local,
+        );
+        let feats = self.features(batch, stage3)?;
+        let b = batch.len();
+        let mut total: Option<Tensor<1>> = None;
+        let mut stats = Vec::new();
+        for (h, x) in feats.into_iter().enumerate() {
+            let (z, p) = self.model()?.heads[h].forward(x);
+            let mut rng = Rng::keyed(&[self.cfg.run.seed, self.step, h as u64]);
+            let mut st = HeadStats::default();
+            let mut nns = Vec::new();
+            let (mut agree, mut labelled) = (0usize, 0usize);
+            for v in 0..n_global {
+                let zv = z.clone().narrow(0, v * b, b);
+                let look = self.queues[h].lookup(zv.clone(), &batch.indices, topk, &mut rng)?;
+                let cos = (l2n(zv.without_autodiff().detach()) * look.nn.clone())
+                    .sum_dim(1)
+                    .mean();
+                st.nn_similarity += cos.into_scalar::<f32>() as f64 / n_global as f64;
+                for (i, &pick) in look.picks.iter().enumerate() {
+                    let (mine, theirs) = (batch.labels[i], self.queues[h].label[pick]);
+                    if mine >= 0 && theirs >= 0 {
+                        labelled += 1;
+                        agree += usize::from(mine == theirs);
+                    }
+                    if v == 0 && i < 8 {
+                        let same = (mine >= 0 && theirs >= 0).then_some(mine == theirs);
+                        st.examples
+                            .push((batch.indices[i], self.queues[h].idx[pick], same));
+                    }
+                }
+                nns.push(look.nn);
+            }
+            st.nn_accuracy = (labelled > 0).then(|| agree as f64 / labelled as f64);
+            let hl = head_loss(
+                &z,
+                &p,
+                &nns,
+                n_local,
+                self.cfg.heads.temperature,
+                self.cfg.heads.loss,
+            );
+            self.queues[h].enqueue(z.narrow(0, 0, b), &batch.indices, &batch.labels);
+            st.loss = hl.loss.clone().into_scalar::<f32>() as f64;
+            st.global_alignment = hl.global_alignment;
+            st.local_alignment = hl.local_alignment;
+            stats.push(st);
+            total = Some(match total {
+                Some(t) => t + hl.loss,
+                None => hl.loss,
+            });
+        }
+        let total = total.context("no heads")?;
+        let value = total.clone().into_scalar::<f32>() as f64;
+        if !value.is_finite() {
+            bail!(
+                "loss became {value} at step {} (stage {stage}): stopping; the last good checkpoint is kept. Lower the learning rate or check the data",
+                self.step
+            );
+        }
+        self.apply_gradients(total, stage, lr)?;
+        Ok(stats)
+    }
+
+    fn apply_gradients(&mut self, total: Tensor<1>, stage: u8, lr: f64) -> Result<()> {
+        let model = self.model.take().context("model missing")?;
+        let mut grads = GradientsParams::from_grads(total.backward(), &model);
+        let (sc, depth) = (
+            if stage == 3 {
+                self.cfg.stage3.clone()
+            } else {
+                self.cfg.stage2.clone()
+            },
+            self.vit.depth,
+        );
+        let group = move |path: &str, ndim: usize| -> Group {
+            if let Some(p) = path.strip_prefix("encoder.") {
+                let frozen = sc.freeze_blocks > 0
+                    && !p.starts_with("norm")
+                    && block_of(p).is_none_or(|j| j < sc.freeze_blocks);
+                let lr_scale = if stage == 2 || frozen {
+                    0.0
+                } else {
+                    layer_scale(p, depth, sc.layer_decay)
+                };
+                Group {
+                    lr_scale,
+                    weight_decay: if decays(p, ndim) {
+                        sc.encoder_weight_decay
+                    } else {
+                        0.0
+                    },
+                }
+            } else {
+                Group {
+                    lr_scale: 1.0,
+                    weight_decay: if decays(path, ndim) {
+                        sc.head_weight_decay
+                    } else {
+                        0.0
+                    },
+                }
+            }
+        };
+        let model = self.opt.update(model, &mut grads, lr, "", &group);
+        self.opt.step += 1;
+        if stage == 3 {
+            let current = param_values(&model.encoder);
+            self.ema = ema_update(self.ema.clone(), &current, self.cfg.run.ema_momentum);
+        } else {
+            self.ema = model.encoder.valid();
+        }
+        self.model = Some(model);
+        self.step += 1;
+        Ok(())
+    }
+}
+
+/// Block index of an encoder parameter path `blocks.<j>.…`.
+fn block_of(path: &str) -> Option<usize> {
+    path.strip_prefix("blocks.")?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
+}
