@@ -114,7 +114,7 @@ fn forward(a: ForwardArgs) -> Result<()> {
         cfg = VitConfig::prenorm(p, cfg.dim, cfg.depth, cfg.heads, a.image_size);
     }
     anyhow::ensure!(
-        a.image_size % cfg.patch_size == 0,
+        a.image_size.is_multiple_of(cfg.patch_size),
         "--image-size must be a multiple of the patch size {}",
         cfg.patch_size
     );

@@ -259,6 +259,24 @@ pub fn eval_view(img: &RgbImage, resize: u32, crop: u32) -> Vec<f32> {
     crate::images::eval_transform(&image::DynamicImage::ImageRgb8(img.clone()), resize, crop)
 }
 
+/// [`eval_view`] normalised with `mean`/`std` instead of the ImageNet constants.
+pub fn eval_view_with(
+    img: &RgbImage,
+    resize: u32,
+    crop: u32,
+    mean: [f32; 3],
+    std: [f32; 3],
+) -> Vec<f32> {
+    let (im, is) = (crate::images::IMAGENET_MEAN, crate::images::IMAGENET_STD);
+    let plane = (crop * crop) as usize;
+    let mut v = eval_view(img, resize, crop);
+    for (i, x) in v.iter_mut().enumerate() {
+        let c = i / plane;
+        *x = ((*x * is[c] + im[c]) - mean[c]) / std[c];
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -320,11 +320,11 @@ impl Contingency {
     fn mutual_info(&self) -> f64 {
         let (a, b, n) = (self.row_sums(), self.col_sums(), self.n as f64);
         let mut mi = 0.0;
-        for i in 0..self.r {
-            for j in 0..self.c {
+        for (i, ai) in a.iter().enumerate() {
+            for (j, bj) in b.iter().enumerate() {
                 let nij = self.table[i * self.c + j] as f64;
                 if nij > 0.0 {
-                    mi += nij / n * (nij * n / (a[i] as f64 * b[j] as f64)).ln();
+                    mi += nij / n * (nij * n / (*ai as f64 * *bj as f64)).ln();
                 }
             }
         }
@@ -642,7 +642,7 @@ pub fn davies_bouldin(x: &[f32], dim: usize, labels: &[u32]) -> Result<f64> {
         (0..k)
             .filter(|&j| j != i)
             .map(|j| match between(i, j) {
-                d if d == 0.0 => 0.0,
+                0.0 => 0.0,
                 d => (intra[i] + intra[j]) / d,
             })
             .fold(0.0f64, f64::max)

@@ -64,12 +64,11 @@ fn eye_data(b: usize) -> Vec<f32> {
         .collect()
 }
 
+/// (anchor view, prediction view) index pairs.
+pub type ViewPairs = Vec<(usize, usize)>;
+
 /// Which (anchor, prediction) view pairs the loss uses for `g` global and `l` local views.
-pub fn pairs(
-    g: usize,
-    l: usize,
-    variant: LossVariant,
-) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
+pub fn pairs(g: usize, l: usize, variant: LossVariant) -> (ViewPairs, ViewPairs) {
     let global = (0..g)
         .flat_map(|v| (0..g).filter(move |&u| u != v).map(move |u| (v, u)))
         .collect();

@@ -177,23 +177,23 @@ fn train_loop(
             let t0 = Instant::now();
             let stats = t.step(&batch, stage, lr)?;
             let ips = batch.len() as f64 / t0.elapsed().as_secs_f64();
-            if t.step % cfg.run.log_every == 0 || t.step == end {
+            if t.step.is_multiple_of(cfg.run.log_every) || t.step == end {
                 log_step(log, t.step, epoch, stage, lr, ips, &t.specs, &stats)?;
             }
             progress(t.step, end, first, started, stage, &stats);
             let boundary = t.step == plan.stage2_steps || t.step == end;
-            if t.step % cfg.run.checkpoint_every == 0 || boundary {
+            if t.step.is_multiple_of(cfg.run.checkpoint_every) || boundary {
                 let off = log.offset()?;
                 checkpoint::save(t, &cfg.run.dir, off, cfg.run.keep_checkpoints)?;
             }
-            if cfg.run.snapshot_every > 0 && t.step % cfg.run.snapshot_every == 0 {
+            if cfg.run.snapshot_every > 0 && t.step.is_multiple_of(cfg.run.snapshot_every) {
                 snapshot(t, loader.dataset().as_ref(), log)?;
             }
             if stop.load(Ordering::SeqCst) {
                 eprintln!("\ninterrupted at step {}: writing a checkpoint", t.step);
                 return Ok(true);
             }
-            if t.step >= end || t.step % plan.spe == 0 {
+            if t.step >= end || t.step.is_multiple_of(plan.spe) {
                 break;
             }
         }
@@ -201,7 +201,7 @@ fn train_loop(
             t.step > before,
             "epoch {epoch} yielded no batch at position {pos}: too many unreadable samples?"
         );
-        if t.step % plan.spe != 0 && t.step < end {
+        if !t.step.is_multiple_of(plan.spe) && t.step < end {
             // the epoch ended early (skipped samples): continue with the next epoch
             t.step = t.step.div_ceil(plan.spe) * plan.spe;
         }
@@ -256,6 +256,16 @@ fn progress(step: u64, end: u64, first: u64, started: Instant, stage: u8, stats:
         0.0
     };
     let loss: f64 = stats.iter().map(|s| s.loss).sum();
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        if step.is_multiple_of(50) || step == end {
+            eprintln!(
+                "[stage {stage}] step {step}/{end}  loss {loss:.4}  {:.2} steps/s  ETA {:.0}s",
+                done / secs.max(1e-9),
+                eta
+            );
+        }
+        return;
+    }
     eprint!(
         "\r[stage {stage}] step {step}/{end}  loss {loss:.4}  {:.2} steps/s  ETA {:.0}s   ",
         done / secs.max(1e-9),
