@@ -18,6 +18,20 @@ pub enum What {
     Forward(ForwardArgs),
     /// Multi-crop loader throughput (decode + augment + batch) in views/s.
     Data(DataArgs),
+    /// One stage-3 refinement step (ViT-Ti/4, 2×32 px + 4×16 px views, 4 tiny heads, batch 64).
+    Refine(RefineArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RefineArgs {
+    /// Backend: flex (CPU) or wgpu.
+    #[arg(long, default_value = "flex")]
+    pub backend: String,
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Minimum measuring time in seconds (after 2 warm-up steps).
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -73,6 +87,7 @@ pub fn run(args: Args) -> Result<()> {
     match args.what {
         What::Forward(a) => forward(a),
         What::Data(a) => data(a),
+        What::Refine(a) => super::bench_refine::run(a),
     }
 }
 

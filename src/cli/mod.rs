@@ -2,8 +2,10 @@
 //! over the library; errors are printed with their full context chain, never as a panic.
 
 mod bench;
+mod bench_refine;
 mod data;
 mod embed;
+mod eval;
 mod export;
 mod info;
 mod refine;
@@ -29,6 +31,8 @@ pub enum Command {
     Info(info::Args),
     /// Write per-block features of images or a tensor to a safetensors file.
     Embed(embed::Args),
+    /// Per-block kNN, linear probe, low-shot and clustering metrics of a checkpoint.
+    Eval(eval::Args),
     /// Export a checkpoint's encoder as safetensors in timm/hub key names.
     Export(export::Args),
     /// Refine an encoder with NNA heads (stage 2 + stage 3); resumes automatically.
@@ -72,6 +76,7 @@ pub fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Info(a) => info::run(a),
         Command::Embed(a) => embed::run(a),
+        Command::Eval(a) => eval::run(a),
         Command::Export(a) => export::run(a),
         Command::Refine(a) => refine::run(a),
         Command::Data(a) => data::run(a),

@@ -1,0 +1,349 @@
+//! `mimr eval <ckpt> --data … --blocks … --protocols knn,probe,lowshot,cluster`: per-block
+//! off-the-shelf feature quality (method.md §5) as a table, JSON, Markdown and a kNN-curve PNG.
+
+use super::embed::parse_blocks;
+use super::{CkptArgs, DeviceArgs};
+use crate::checkpoint::{self, st};
+use crate::data::{self, Split};
+use crate::eval::{cluster, knn, logreg, probe};
+use crate::host::{HostTensor, TensorMap};
+use crate::model::vit::{Pool, Taps, host, pool};
+use anyhow::{Context, Result, bail};
+use burn::tensor::{Device, Tensor, TensorData};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub ckpt: CkptArgs,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    /// Labelled dataset with train and test splits (image folder, CIFAR, IDX).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Blocks: all, last, or 0-indexed list (raw block outputs, no final norm, method.md §1.4).
+    #[arg(long, default_value = "all")]
+    pub blocks: String,
+    /// Comma list of knn, probe, lowshot, cluster.
+    #[arg(long, default_value = "knn")]
+    pub protocols: String,
+    /// Use at most this many train / test samples (spread evenly over the split).
+    #[arg(long, default_value_t = 10000)]
+    pub train_limit: usize,
+    #[arg(long, default_value_t = 2000)]
+    pub test_limit: usize,
+    /// Centre-crop size (default: the checkpoint's native size).
+    #[arg(long)]
+    pub image_size: Option<u32>,
+    /// Linear-probe epochs (method.md §5.2 uses 50).
+    #[arg(long, default_value_t = 50)]
+    pub probe_epochs: usize,
+    /// Output folder for results.json, results.md, knn_per_block.png and the feature cache.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Features of one split for every requested block (CLS token, raw block output).
+struct Split2 {
+    feats: Vec<(usize, Vec<f32>)>,
+    labels: Vec<u32>,
+    dim: usize,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let protocols: Vec<&str> = args.protocols.split(',').map(str::trim).collect();
+    for p in &protocols {
+        anyhow::ensure!(
+            ["knn", "probe", "lowshot", "cluster"].contains(p),
+            "--protocols: unknown `{p}` (use knn, probe, lowshot, cluster)"
+        );
+    }
+    let ck = checkpoint::load(&args.ckpt.checkpoint, args.ckpt.heads)?;
+    let blocks = parse_blocks(&args.blocks, ck.config.depth)?;
+    let device = args.device.select()?;
+    let model = ck.build(&device)?;
+    let size = args
+        .image_size
+        .unwrap_or((ck.config.grid[0] * ck.config.patch_size) as u32);
+    anyhow::ensure!(
+        (size as usize).is_multiple_of(ck.config.patch_size),
+        "--image-size {size} is not a multiple of the patch size {}",
+        ck.config.patch_size
+    );
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let key = cache_key(&args, &blocks, size)?;
+    let extract = |split, limit| {
+        features(
+            &model, &args.data, split, limit, size, &blocks, &device, &args.out, &key,
+        )
+    };
+    let train = extract(Split::Train, args.train_limit)?;
+    let test = extract(Split::Test, args.test_limit)?;
+    let n_classes = train
+        .labels
+        .iter()
+        .chain(&test.labels)
+        .max()
+        .map_or(0, |m| *m as usize + 1);
+    anyhow::ensure!(
+        n_classes >= 2,
+        "{}: needs labels of at least 2 classes",
+        args.data.display()
+    );
+    let mut rows = Vec::new();
+    for ((b, xtr), (_, xte)) in train.feats.iter().zip(&test.feats) {
+        let mut r = json!({"block": b});
+        let d = train.dim;
+        if protocols.contains(&"knn") {
+            let acc = knn::knn_accuracy(
+                xtr,
+                &train.labels,
+                xte,
+                &test.labels,
+                d,
+                n_classes,
+                &[1, 10, 20],
+                0.07,
+                &device,
+                1024,
+            )?;
+            r["knn"] = json!(
+                acc.iter()
+                    .map(|(k, a)| (format!("k{k}"), json!(a)))
+                    .collect::<serde_json::Map<_, _>>()
+            );
+        }
+        if protocols.contains(&"probe") {
+            let cfg = probe::ProbeConfig {
+                epochs: args.probe_epochs,
+                ..Default::default()
+            };
+            let p = probe::linear_probe(xtr, &train.labels, xte, &test.labels, d, n_classes, &cfg)?;
+            r["probe"] = json!({"best_accuracy": p.best_accuracy, "best_lr": p.best_lr});
+        }
+        if protocols.contains(&"lowshot") {
+            let ls = logreg::lowshot(
+                xtr,
+                &train.labels,
+                xte,
+                &test.labels,
+                d,
+                n_classes,
+                &logreg::LowShotConfig::default(),
+            )?;
+            r["lowshot"] = json!(
+                ls.iter()
+                    .map(|l| (format!("{}shot", l.shots), json!(l.mean)))
+                    .collect::<serde_json::Map<_, _>>()
+            );
+        }
+        if protocols.contains(&"cluster") {
+            let mut x = xte.clone();
+            knn::l2_normalize_rows(&mut x, d);
+            let km = cluster::kmeans(&x, d, &cluster::KMeansConfig::new(n_classes), &device)?;
+            let m = cluster::cluster_metrics(&x, d, &test.labels, &km.labels)?;
+            r["cluster"] = json!({"acc": m.accuracy, "nmi": m.nmi, "ami": m.ami, "ari": m.ari, "silhouette": m.silhouette, "davies_bouldin": m.davies_bouldin});
+        }
+        eprintln!("block {b}: {r}");
+        rows.push(r);
+    }
+    write_reports(&args, &rows, train.labels.len(), test.labels.len())
+}
+
+fn cache_key(args: &Args, blocks: &[usize], size: u32) -> Result<String> {
+    let bytes = std::fs::read(&args.ckpt.checkpoint)?;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let spec = format!(
+        "{}|{blocks:?}|{size}|{}|{}",
+        args.data.display(),
+        args.train_limit,
+        args.test_limit
+    );
+    for b in bytes.iter().chain(spec.as_bytes()) {
+        h = (h ^ *b as u64).wrapping_mul(0x100_0000_01b3);
+    }
+    Ok(format!("{h:016x}"))
+}
+
+/// Extracts (or reads back from the cache in `out`) the CLS features of `blocks`.
+#[allow(clippy::too_many_arguments)]
+fn features(
+    model: &crate::model::vit::Vit,
+    data: &Path,
+    split: Split,
+    limit: usize,
+    size: u32,
+    blocks: &[usize],
+    device: &Device,
+    out: &Path,
+    key: &str,
+) -> Result<Split2> {
+    let cache = out.join(format!("features-{key}-{}.safetensors", split.name()));
+    let map = if cache.exists() {
+        st::read(&cache)?.tensors
+    } else {
+        let ds = data::open(data, split)?;
+        let n = limit.min(ds.len());
+        let mut map = TensorMap::new();
+        let mut labels = Vec::with_capacity(n);
+        let mut acc: Vec<Vec<f32>> = vec![Vec::new(); blocks.len()];
+        let resize = (size as f64 / 0.875).round() as u32;
+        for start in (0..n).step_by(64) {
+            let m = 64.min(n - start);
+            let mut x = Vec::new();
+            for i in start..start + m {
+                let s = ds
+                    .get(i * ds.len() / n)
+                    .with_context(|| format!("{}: sample {i}", ds.describe()))?;
+                labels.push(s.label.context("eval needs a labelled dataset")? as f32);
+                x.extend(data::eval_view(&s.image, resize, size));
+            }
+            let t = Tensor::<4>::from_data(
+                TensorData::new(x, [m, 3, size as usize, size as usize]),
+                device,
+            );
+            let o = model.forward(
+                t,
+                &Taps {
+                    blocks: blocks.to_vec(),
+                    final_output: false,
+                },
+            );
+            for (k, (_, tok)) in o.blocks.into_iter().enumerate() {
+                acc[k].extend(host(pool(tok, Pool::Cls))?.data);
+            }
+        }
+        for (b, f) in blocks.iter().zip(acc) {
+            let d = f.len() / n.max(1);
+            map.insert(format!("block.{b}"), HostTensor::new(vec![n, d], f)?);
+        }
+        map.insert("labels".into(), HostTensor::new(vec![n], labels)?);
+        st::write(&cache, &map, Default::default())?;
+        map
+    };
+    let labels: Vec<u32> = map
+        .get("labels")
+        .context("cache lacks labels")?
+        .data
+        .iter()
+        .map(|v| *v as u32)
+        .collect();
+    let feats: Vec<(usize, Vec<f32>)> = blocks
+        .iter()
+        .map(|b| (*b, map[&format!("block.{b}")].data.clone()))
+        .collect();
+    let dim = map
+        .get(&format!("block.{}", blocks[0]))
+        .map_or(0, |t| t.shape[1]);
+    if feats.is_empty() {
+        bail!("no blocks selected");
+    }
+    Ok(Split2 { feats, labels, dim })
+}
+
+fn write_reports(args: &Args, rows: &[Value], n_train: usize, n_test: usize) -> Result<()> {
+    let cols: Vec<(String, Vec<&str>)> = vec![
+        ("knn".into(), vec!["k1", "k10", "k20"]),
+        ("probe".into(), vec!["best_accuracy"]),
+        ("lowshot".into(), vec!["1shot", "2shot", "5shot"]),
+        (
+            "cluster".into(),
+            vec!["acc", "nmi", "ami", "ari", "silhouette", "davies_bouldin"],
+        ),
+    ];
+    let present: Vec<(String, &str)> = cols
+        .iter()
+        .filter(|(p, _)| rows.first().is_some_and(|r| r.get(p).is_some()))
+        .flat_map(|(p, ks)| ks.iter().map(move |k| (p.clone(), *k)))
+        .collect();
+    let mut md = format!(
+        "# mimr eval\n\ncheckpoint `{}`, data `{}` ({n_train} train / {n_test} test)\n\n| block |",
+        args.ckpt.checkpoint.display(),
+        args.data.display()
+    );
+    for (p, k) in &present {
+        md += &format!(" {p} {k} |");
+    }
+    md += &format!("\n|---|{}\n", "---|".repeat(present.len()));
+    for r in rows {
+        md += &format!("| {} |", r["block"]);
+        for (p, k) in &present {
+            md += &r[p][k]
+                .as_f64()
+                .map_or(" – |".to_string(), |v| format!(" {v:.4} |"));
+        }
+        md += "\n";
+    }
+    println!("{md}");
+    crate::fsutil::write_atomic(&args.out.join("results.md"), md.as_bytes())?;
+    crate::fsutil::write_atomic(
+        &args.out.join("results.json"),
+        serde_json::to_string_pretty(
+            &json!({"checkpoint": args.ckpt.checkpoint, "data": args.data, "blocks": rows}),
+        )?
+        .as_bytes(),
+    )?;
+    let curve: Vec<(f64, f64)> = rows
+        .iter()
+        .filter_map(|r| Some((r["block"].as_f64()?, r["knn"]["k10"].as_f64()?)))
+        .collect();
+    if !curve.is_empty() {
+        plot_curve(&curve, &args.out.join("knn_per_block.png"))?;
+    }
+    Ok(())
+}
+
+/// A minimal line plot (x = block, y = kNN accuracy in [0, 1], grid lines every 0.1).
+fn plot_curve(points: &[(f64, f64)], path: &Path) -> Result<()> {
+    let (w, h, m) = (640u32, 360u32, 30u32);
+    let mut img = image::RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
+    let xmax = points.iter().map(|p| p.0).fold(1.0f64, f64::max);
+    let px = |x: f64| m + ((x / xmax) * (w - 2 * m) as f64) as u32;
+    let py = |y: f64| h - m - ((y.clamp(0.0, 1.0)) * (h - 2 * m) as f64) as u32;
+    for g in 0..=10 {
+        let y = py(g as f64 / 10.0);
+        for x in m..w - m {
+            img.put_pixel(
+                x,
+                y,
+                image::Rgb(if g % 5 == 0 {
+                    [150, 150, 150]
+                } else {
+                    [225, 225, 225]
+                }),
+            );
+        }
+    }
+    for pair in points.windows(2) {
+        let steps = 200;
+        for s in 0..=steps {
+            let t = s as f64 / steps as f64;
+            let (x, y) = (
+                pair[0].0 + t * (pair[1].0 - pair[0].0),
+                pair[0].1 + t * (pair[1].1 - pair[0].1),
+            );
+            img.put_pixel(
+                px(x).min(w - 1),
+                py(y).min(h - 1),
+                image::Rgb([31, 119, 180]),
+            );
+        }
+    }
+    for &(x, y) in points {
+        let (cx, cy) = (px(x) as i64, py(y) as i64);
+        for dx in -3..=3 {
+            for dy in -3..=3 {
+                let (xx, yy) = (
+                    (cx + dx).clamp(0, w as i64 - 1) as u32,
+                    (cy + dy).clamp(0, h as i64 - 1) as u32,
+                );
+                img.put_pixel(xx, yy, image::Rgb([214, 39, 40]));
+            }
+        }
+    }
+    let mut png = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+    crate::fsutil::write_atomic(path, &png)
+}
