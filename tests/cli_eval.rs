@@ -93,4 +93,36 @@ fn eval_writes_per_block_reports_and_reuses_its_feature_cache() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown `foo`"));
+    let out2 = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_mimr"))
+        .args([
+            "eval",
+            ckpt.to_str().unwrap(),
+            "--data",
+            data,
+            "--pool",
+            "cls-mean",
+            "--final-norm",
+            "--train-limit",
+            "300",
+            "--test-limit",
+            "100",
+            "--device",
+            "cpu",
+            "--out",
+            out2.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out2.path().join("results.json")).unwrap())
+            .unwrap();
+    let names: Vec<&str> = v["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["block"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["0", "1", "final"]);
 }

@@ -8,7 +8,7 @@ use crate::data::{self, Split};
 use crate::eval::{cluster, knn, logreg, probe};
 use crate::host::{HostTensor, TensorMap};
 use crate::model::vit::{Pool, Taps, host, pool};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use burn::tensor::{Device, Tensor, TensorData};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -25,6 +25,12 @@ pub struct Args {
     /// Blocks: all, last, or 0-indexed list (raw block outputs, no final norm, method.md §1.4).
     #[arg(long, default_value = "all")]
     pub blocks: String,
+    /// Token pooling: cls, mean (patch tokens) or cls-mean (method.md §1.4).
+    #[arg(long, value_enum, default_value = "cls")]
+    pub pool: super::embed::PoolArg,
+    /// Also evaluate the encoder output (after the final LayerNorm of pre-norm models) as `final`.
+    #[arg(long)]
+    pub final_norm: bool,
     /// Comma list of knn, probe, lowshot, cluster.
     #[arg(long, default_value = "knn")]
     pub protocols: String,
@@ -46,7 +52,7 @@ pub struct Args {
 
 /// Features of one split for every requested block (CLS token, raw block output).
 struct Split2 {
-    feats: Vec<(usize, Vec<f32>)>,
+    feats: Vec<(String, Vec<f32>)>,
     labels: Vec<u32>,
     dim: usize,
 }
@@ -74,9 +80,15 @@ pub fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let key = cache_key(&args, &blocks, size)?;
+    let spec = FeatureSpec {
+        blocks: &blocks,
+        pool: args.pool.into(),
+        final_norm: args.final_norm,
+        size,
+    };
     let extract = |split, limit| {
         features(
-            &model, &args.data, split, limit, size, &blocks, &device, &args.out, &key,
+            &model, &args.data, split, limit, &spec, &device, &args.out, &key,
         )
     };
     let train = extract(Split::Train, args.train_limit)?;
@@ -156,10 +168,12 @@ fn cache_key(args: &Args, blocks: &[usize], size: u32) -> Result<String> {
     let bytes = std::fs::read(&args.ckpt.checkpoint)?;
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let spec = format!(
-        "{}|{blocks:?}|{size}|{}|{}",
+        "{}|{blocks:?}|{size}|{}|{}|{:?}|{}",
         args.data.display(),
         args.train_limit,
-        args.test_limit
+        args.test_limit,
+        args.pool,
+        args.final_norm
     );
     for b in bytes.iter().chain(spec.as_bytes()) {
         h = (h ^ *b as u64).wrapping_mul(0x100_0000_01b3);
@@ -167,59 +181,37 @@ fn cache_key(args: &Args, blocks: &[usize], size: u32) -> Result<String> {
     Ok(format!("{h:016x}"))
 }
 
-/// Extracts (or reads back from the cache in `out`) the CLS features of `blocks`.
+/// Which features to extract.
+struct FeatureSpec<'a> {
+    blocks: &'a [usize],
+    pool: Pool,
+    final_norm: bool,
+    size: u32,
+}
+
+/// Extracts (or reads back from the cache in `out`) the pooled features of the blocks (and of
+/// the final output with `final_norm`), stored as `feat.<block>` / `feat.final`.
 #[allow(clippy::too_many_arguments)]
 fn features(
     model: &crate::model::vit::Vit,
     data: &Path,
     split: Split,
     limit: usize,
-    size: u32,
-    blocks: &[usize],
+    spec: &FeatureSpec,
     device: &Device,
     out: &Path,
     key: &str,
 ) -> Result<Split2> {
+    let mut names: Vec<String> = spec.blocks.iter().map(|b| b.to_string()).collect();
+    if spec.final_norm {
+        names.push("final".into());
+    }
+    anyhow::ensure!(!names.is_empty(), "no blocks selected");
     let cache = out.join(format!("features-{key}-{}.safetensors", split.name()));
     let map = if cache.exists() {
         st::read(&cache)?.tensors
     } else {
-        let ds = data::open(data, split)?;
-        let n = limit.min(ds.len());
-        let mut map = TensorMap::new();
-        let mut labels = Vec::with_capacity(n);
-        let mut acc: Vec<Vec<f32>> = vec![Vec::new(); blocks.len()];
-        let resize = (size as f64 / 0.875).round() as u32;
-        for start in (0..n).step_by(64) {
-            let m = 64.min(n - start);
-            let mut x = Vec::new();
-            for i in start..start + m {
-                let s = ds
-                    .get(i * ds.len() / n)
-                    .with_context(|| format!("{}: sample {i}", ds.describe()))?;
-                labels.push(s.label.context("eval needs a labelled dataset")? as f32);
-                x.extend(data::eval_view(&s.image, resize, size));
-            }
-            let t = Tensor::<4>::from_data(
-                TensorData::new(x, [m, 3, size as usize, size as usize]),
-                device,
-            );
-            let o = model.forward(
-                t,
-                &Taps {
-                    blocks: blocks.to_vec(),
-                    final_output: false,
-                },
-            );
-            for (k, (_, tok)) in o.blocks.into_iter().enumerate() {
-                acc[k].extend(host(pool(tok, Pool::Cls))?.data);
-            }
-        }
-        for (b, f) in blocks.iter().zip(acc) {
-            let d = f.len() / n.max(1);
-            map.insert(format!("block.{b}"), HostTensor::new(vec![n, d], f)?);
-        }
-        map.insert("labels".into(), HostTensor::new(vec![n], labels)?);
+        let map = extract(model, data, split, limit, spec, &names, device)?;
         st::write(&cache, &map, Default::default())?;
         map
     };
@@ -230,17 +222,69 @@ fn features(
         .iter()
         .map(|v| *v as u32)
         .collect();
-    let feats: Vec<(usize, Vec<f32>)> = blocks
+    let feats = names
         .iter()
-        .map(|b| (*b, map[&format!("block.{b}")].data.clone()))
-        .collect();
+        .map(|b| {
+            let t = map
+                .get(&format!("feat.{b}"))
+                .context("feature cache incomplete: delete it")?;
+            Ok((b.clone(), t.data.clone()))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let dim = map
-        .get(&format!("block.{}", blocks[0]))
+        .get(&format!("feat.{}", names[0]))
         .map_or(0, |t| t.shape[1]);
-    if feats.is_empty() {
-        bail!("no blocks selected");
-    }
     Ok(Split2 { feats, labels, dim })
+}
+
+/// Runs the encoder over `limit` samples of `split` (spread evenly) with the eval transform.
+fn extract(
+    model: &crate::model::vit::Vit,
+    data: &Path,
+    split: Split,
+    limit: usize,
+    spec: &FeatureSpec,
+    names: &[String],
+    device: &Device,
+) -> Result<TensorMap> {
+    let ds = data::open(data, split)?;
+    let (n, size) = (limit.min(ds.len()), spec.size);
+    let mut labels = Vec::with_capacity(n);
+    let mut acc: Vec<Vec<f32>> = vec![Vec::new(); names.len()];
+    let resize = (size as f64 / 0.875).round() as u32;
+    for start in (0..n).step_by(64) {
+        let m = 64.min(n - start);
+        let mut x = Vec::new();
+        for i in start..start + m {
+            let s = ds
+                .get(i * ds.len() / n)
+                .with_context(|| format!("{}: sample {i}", ds.describe()))?;
+            labels.push(s.label.context("eval needs a labelled dataset")? as f32);
+            x.extend(data::eval_view(&s.image, resize, size));
+        }
+        let t = Tensor::<4>::from_data(
+            TensorData::new(x, [m, 3, size as usize, size as usize]),
+            device,
+        );
+        let o = model.forward(
+            t,
+            &Taps {
+                blocks: spec.blocks.to_vec(),
+                final_output: spec.final_norm,
+            },
+        );
+        let toks = o.blocks.into_iter().map(|(_, t)| t).chain(o.final_output);
+        for (k, tok) in toks.enumerate() {
+            acc[k].extend(host(pool(tok, spec.pool))?.data);
+        }
+    }
+    let mut map = TensorMap::new();
+    for (name, f) in names.iter().zip(acc) {
+        let d = f.len() / n.max(1);
+        map.insert(format!("feat.{name}"), HostTensor::new(vec![n, d], f)?);
+    }
+    map.insert("labels".into(), HostTensor::new(vec![n], labels)?);
+    Ok(map)
 }
 
 fn write_reports(args: &Args, rows: &[Value], n_train: usize, n_test: usize) -> Result<()> {
@@ -268,7 +312,7 @@ fn write_reports(args: &Args, rows: &[Value], n_train: usize, n_test: usize) -> 
     }
     md += &format!("\n|---|{}\n", "---|".repeat(present.len()));
     for r in rows {
-        md += &format!("| {} |", r["block"]);
+        md += &format!("| {} |", r["block"].as_str().unwrap_or("?"));
         for (p, k) in &present {
             md += &r[p][k]
                 .as_f64()
@@ -287,7 +331,12 @@ fn write_reports(args: &Args, rows: &[Value], n_train: usize, n_test: usize) -> 
     )?;
     let curve: Vec<(f64, f64)> = rows
         .iter()
-        .filter_map(|r| Some((r["block"].as_f64()?, r["knn"]["k10"].as_f64()?)))
+        .filter_map(|r| {
+            Some((
+                r["block"].as_str()?.parse::<f64>().ok()?,
+                r["knn"]["k10"].as_f64()?,
+            ))
+        })
         .collect();
     if !curve.is_empty() {
         plot_curve(&curve, &args.out.join("knn_per_block.png"))?;

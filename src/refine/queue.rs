@@ -149,3 +149,55 @@ impl NnQueue {
         host(self.x.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue() -> NnQueue {
+        // 6 entries on the unit circle-ish; entry i at angle i·10°, stored index 100 + i
+        let d = Device::flex();
+        let x: Vec<f32> = (0..6)
+            .flat_map(|i| {
+                let a = (i as f32 * 10.0).to_radians();
+                [a.cos(), a.sin()]
+            })
+            .collect();
+        let x = Tensor::<2>::from_data(TensorData::new(x, [6, 2]), &d);
+        NnQueue::from_parts(x, (100..106).collect(), vec![0; 6], vec![0; 6], 0)
+    }
+
+    #[test]
+    fn top_k_pick_is_uniform_over_the_k_nearest_unmasked_entries() {
+        let q = queue();
+        let z = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 0.0], [1, 2]), &Device::flex());
+        let mut counts = [0usize; 6];
+        let mut rng = Rng::new(3);
+        for _ in 0..3000 {
+            let l = q.lookup(z.clone(), &[100], 3, &mut rng).unwrap();
+            counts[l.picks[0]] += 1;
+        }
+        // entry 0 (same dataset index 100) is masked; the 3 nearest others are 1, 2, 3
+        assert_eq!(counts[0], 0);
+        assert_eq!(counts[4] + counts[5], 0);
+        for c in &counts[1..4] {
+            assert!((*c as f64 - 1000.0).abs() < 100.0, "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn fifo_wraps_around_and_ages_grow() {
+        let mut q = queue();
+        q.ptr = 5;
+        let z = Tensor::<2>::from_data(
+            TensorData::new(vec![9.0f32, 9.0, 8.0, 8.0], [2, 2]),
+            &Device::flex(),
+        );
+        q.enqueue(z, &[7, 8], &[1, 2]);
+        assert_eq!(q.ptr, 1);
+        assert_eq!((q.idx[5], q.idx[0]), (7, 8));
+        assert_eq!(q.age, vec![2, 2, 2, 2, 2, 2]);
+        let x = q.host_x().unwrap().data;
+        assert_eq!((x[10], x[0]), (9.0, 8.0));
+    }
+}

@@ -180,7 +180,7 @@ fn train_loop(
             if t.step.is_multiple_of(cfg.run.log_every) || t.step == end {
                 log_step(log, t.step, epoch, stage, lr, ips, &t.specs, &stats)?;
             }
-            progress(t.step, end, first, started, stage, &stats);
+            progress(t.step, end, first, started, stage, &stats, batch.len());
             let boundary = t.step == plan.stage2_steps || t.step == end;
             if t.step.is_multiple_of(cfg.run.checkpoint_every) || boundary {
                 let off = log.offset()?;
@@ -247,7 +247,15 @@ fn log_step(
     log.write(json!({"type": "nn_examples", "step": step, "heads": examples}))
 }
 
-fn progress(step: u64, end: u64, first: u64, started: Instant, stage: u8, stats: &[HeadStats]) {
+fn progress(
+    step: u64,
+    end: u64,
+    first: u64,
+    started: Instant,
+    stage: u8,
+    stats: &[HeadStats],
+    batch: usize,
+) {
     let done = (step - first) as f64;
     let secs = started.elapsed().as_secs_f64();
     let eta = if done > 0.0 {
@@ -259,16 +267,16 @@ fn progress(step: u64, end: u64, first: u64, started: Instant, stage: u8, stats:
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         if step.is_multiple_of(50) || step == end {
             eprintln!(
-                "[stage {stage}] step {step}/{end}  loss {loss:.4}  {:.2} steps/s  ETA {:.0}s",
-                done / secs.max(1e-9),
+                "[stage {stage}] step {step}/{end}  loss {loss:.4}  {:.1} img/s  ETA {:.0}s",
+                done * batch as f64 / secs.max(1e-9),
                 eta
             );
         }
         return;
     }
     eprint!(
-        "\r[stage {stage}] step {step}/{end}  loss {loss:.4}  {:.2} steps/s  ETA {:.0}s   ",
-        done / secs.max(1e-9),
+        "\r[stage {stage}] step {step}/{end}  loss {loss:.4}  {:.1} img/s  ETA {:.0}s   ",
+        done * batch as f64 / secs.max(1e-9),
         eta
     );
 }
