@@ -18,8 +18,26 @@ pub enum What {
     Forward(ForwardArgs),
     /// Multi-crop loader throughput (decode + augment + batch) in views/s.
     Data(DataArgs),
+    /// kNN classification of random features (train × test × dim, 10 classes, k = 10).
+    Knn(KnnArgs),
     /// One stage-3 refinement step (ViT-Ti/4, 2×32 px + 4×16 px views, 4 tiny heads, batch 64).
     Refine(RefineArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct KnnArgs {
+    #[arg(long, default_value_t = 50000)]
+    pub train: usize,
+    #[arg(long, default_value_t = 10000)]
+    pub test: usize,
+    #[arg(long, default_value_t = 256)]
+    pub dim: usize,
+    /// Backend: flex (CPU) or wgpu.
+    #[arg(long, default_value = "flex")]
+    pub backend: String,
+    /// Test rows per similarity chunk.
+    #[arg(long, default_value_t = 1024)]
+    pub chunk: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -88,6 +106,7 @@ pub fn run(args: Args) -> Result<()> {
         What::Forward(a) => forward(a),
         What::Data(a) => data(a),
         What::Refine(a) => super::bench_refine::run(a),
+        What::Knn(a) => knn(a),
     }
 }
 
@@ -119,6 +138,51 @@ fn data(a: DataArgs) -> Result<()> {
         a.batch,
         images as f64 / secs,
         (images * views_per_image) as f64 / secs
+    );
+    Ok(())
+}
+
+fn knn(a: KnnArgs) -> Result<()> {
+    let device = backend(&a.backend)?;
+    let mut rng = crate::rng::Rng::new(0);
+    let mut feats = |n: usize| -> (Vec<f32>, Vec<u32>) {
+        let labels: Vec<u32> = (0..n).map(|_| rng.below(10) as u32).collect();
+        // class-dependent mean so the task is learnable and predictions are non-trivial
+        let x = labels
+            .iter()
+            .flat_map(|&l| {
+                (0..a.dim)
+                    .map(|j| if j % 10 == l as usize { 0.5 } else { 0.0 })
+                    .collect::<Vec<f32>>()
+            })
+            .map(|m| m + rng.normal() as f32)
+            .collect();
+        (x, labels)
+    };
+    let (xtr, ytr) = feats(a.train);
+    let (xte, yte) = feats(a.test);
+    let start = Instant::now();
+    let acc = crate::eval::knn::knn_accuracy(
+        &xtr,
+        &ytr,
+        &xte,
+        &yte,
+        a.dim,
+        10,
+        &[10],
+        0.07,
+        &device,
+        a.chunk,
+    )?;
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "knn {} train x {} test x {}d k=10 backend {}: {secs:.2} s ({:.0} queries/s), accuracy {:.4}",
+        a.train,
+        a.test,
+        a.dim,
+        a.backend,
+        a.test as f64 / secs,
+        acc.first().map_or(0.0, |x| x.1)
     );
     Ok(())
 }
