@@ -4,8 +4,6 @@
 mod common;
 use std::process::Command;
 
-const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
-
 fn mimr(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_mimr"))
         .args(args)
@@ -14,12 +12,7 @@ fn mimr(args: &[&str]) -> std::process::Output {
 }
 
 fn fmnist() -> String {
-    let dir = std::env::var("MIMR_FASHION_MNIST").unwrap_or_else(|_| FMNIST.to_string());
-    assert!(
-        std::path::Path::new(&dir).exists(),
-        "Fashion-MNIST missing at {dir}: apt-get install dataset-fashion-mnist (or set MIMR_FASHION_MNIST)"
-    );
-    dir
+    common::fashion_mnist().display().to_string()
 }
 
 #[test]

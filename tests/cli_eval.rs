@@ -6,11 +6,8 @@ use std::process::Command;
 
 #[test]
 fn eval_writes_per_block_reports_and_reuses_its_feature_cache() {
-    let data = "/usr/share/datasets/fashion-mnist";
-    assert!(
-        std::path::Path::new(data).exists(),
-        "apt-get install dataset-fashion-mnist"
-    );
+    let data_dir = common::fashion_mnist();
+    let data = data_dir.to_str().unwrap();
     let out = tempfile::tempdir().unwrap();
     let ckpt = common::fixture("refined_prenorm.th");
     let args = [

@@ -5,17 +5,10 @@ use mimr::data::{Loader, Manifest, MultiCropConfig, Split, open};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+mod common;
+
 fn fashion_dir() -> PathBuf {
-    let dir = std::env::var_os("MIMR_FASHION_MNIST")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/share/datasets/fashion-mnist"));
-    assert!(
-        dir.is_dir(),
-        "Fashion-MNIST not found at {}: run `apt-get install dataset-fashion-mnist` \
-         (or set MIMR_FASHION_MNIST to a folder with the IDX files)",
-        dir.display()
-    );
-    dir
+    common::fashion_mnist()
 }
 
 #[test]

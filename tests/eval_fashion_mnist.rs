@@ -7,17 +7,10 @@ use mimr::eval::cluster::{KMeansConfig, cluster_accuracy, kmeans, nmi};
 use mimr::eval::knn::knn_accuracy;
 use std::path::PathBuf;
 
+mod common;
+
 fn fashion_dir() -> PathBuf {
-    let dir = std::env::var_os("MIMR_FASHION_MNIST")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/share/datasets/fashion-mnist"));
-    assert!(
-        dir.is_dir(),
-        "Fashion-MNIST not found at {}: run `apt-get install dataset-fashion-mnist` \
-         (or set MIMR_FASHION_MNIST to a folder with the IDX files)",
-        dir.display()
-    );
-    dir
+    common::fashion_mnist()
 }
 
 /// The first `n` images as 784 grey values in [0, 1] each, and their labels.

@@ -9,18 +9,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-const FMNIST: &str = "/usr/share/datasets/fashion-mnist";
-
 /// The CPU example config, pointed at `dir`, with a small subset and explicit sizes.
 fn config(dir: &Path, sets: &[&str]) -> RefineConfig {
-    assert!(
-        Path::new(FMNIST).exists(),
-        "Fashion-MNIST missing: apt-get install dataset-fashion-mnist"
-    );
     let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/cpu_fashion_mnist.toml");
     let run_dir = format!("run.dir=\"{}\"", dir.display());
+    let data = format!("data.train=\"{}\"", common::fashion_mnist().display());
     let mut all: Vec<String> = vec![
         run_dir,
+        data,
         "run.device=\"cpu\"".into(),
         "data.workers=2".into(),
     ];
@@ -117,7 +113,7 @@ fn knn_accuracy(ckpt: &Path, cfg: &RefineConfig) -> f64 {
     let v = &cfg.data.views;
     let size = v.global_size();
     let feats = |split, n: usize| {
-        let ds = data::open(Path::new(FMNIST), split).unwrap();
+        let ds = data::open(&common::fashion_mnist(), split).unwrap();
         let (mut x, mut y) = (Vec::new(), Vec::new());
         for i in 0..n {
             let s = ds.get(i * ds.len() / n).unwrap();

@@ -222,6 +222,14 @@ impl Dataset for IdxDataset {
     }
 }
 
+/// Where Fashion-MNIST's IDX files are: `$MIMR_FASHION_MNIST`, else Debian's
+/// `dataset-fashion-mnist` location.
+pub fn fashion_mnist_dir() -> PathBuf {
+    std::env::var_os("MIMR_FASHION_MNIST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/share/datasets/fashion-mnist"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,9 +328,7 @@ mod tests {
     }
 
     fn fashion_dir() -> PathBuf {
-        let dir = std::env::var_os("MIMR_FASHION_MNIST")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/usr/share/datasets/fashion-mnist"));
+        let dir = super::fashion_mnist_dir();
         assert!(
             dir.is_dir(),
             "Fashion-MNIST not found at {}: run `apt-get install dataset-fashion-mnist` \

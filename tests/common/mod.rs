@@ -80,3 +80,15 @@ pub fn parity_of(
     }
     worst
 }
+
+/// Fashion-MNIST's folder; fails with the install command when it is missing.
+pub fn fashion_mnist() -> PathBuf {
+    let dir = mimr::data::idx::fashion_mnist_dir();
+    assert!(
+        dir.is_dir(),
+        "Fashion-MNIST not found at {}: run `apt-get install dataset-fashion-mnist` \
+         (or set MIMR_FASHION_MNIST to a folder with the IDX files)",
+        dir.display()
+    );
+    dir
+}
