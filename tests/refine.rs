@@ -176,3 +176,85 @@ fn short_refinement_raises_knn_accuracy() {
         "refinement should raise kNN accuracy by ≥ 3 points: {before:.4} → {after:.4}"
     );
 }
+
+#[test]
+fn a_diverging_loss_stops_with_a_message_and_keeps_the_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = [
+        "data.limit=128",
+        "data.batch_size=32",
+        "stage2.epochs=1",
+        "stage3.epochs=2",
+        "run.checkpoint_every=4",
+        "heads.queue_size=128",
+        "run.snapshot_every=0",
+        "stage3.warmup_epochs=0",
+    ];
+    let mut cfg = config(dir.path(), &small);
+    cfg.stage3.base_lr = 1e30; // past validation on purpose: simulates a run that blows up
+    let err = refine(cfg, Arc::new(AtomicBool::new(false))).expect_err("must diverge");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("loss became") && msg.contains("last good checkpoint"),
+        "{msg}"
+    );
+    let ckpts = mimr::refine::checkpoint::list(dir.path()).unwrap();
+    let last = ckpts.last().expect("the stage-2 checkpoint survives");
+    let st = mimr::checkpoint::st::read(&last.join("state.safetensors")).unwrap();
+    assert!(
+        st.tensors
+            .values()
+            .all(|t| t.data.iter().all(|v| v.is_finite())),
+        "checkpoint holds finite values"
+    );
+}
+
+#[test]
+fn ctrl_c_writes_a_checkpoint_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/cpu_fashion_mnist.toml");
+    let sets = [
+        format!("run.dir=\"{}\"", dir.path().display()),
+        format!("data.train=\"{}\"", common::fashion_mnist().display()),
+        "run.device=\"cpu\"".into(),
+        "data.limit=4096".into(),
+        "heads.queue_size=256".into(),
+        "run.checkpoint_every=100000".into(),
+    ];
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mimr"));
+    cmd.args(["refine", "--config", cfg_path.to_str().unwrap()]);
+    for s in &sets {
+        cmd.args(["--set", s]);
+    }
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // wait until training is under way (the run log has a step event), then press Ctrl-C
+    let log = dir.path().join("events.jsonl");
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("\"type\":\"step\"")
+    {
+        assert!(start.elapsed().as_secs() < 120, "refine did not start");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("stopped after"), "{stdout}");
+    let ckpts = mimr::refine::checkpoint::list(dir.path()).unwrap();
+    assert_eq!(ckpts.len(), 1, "one checkpoint written on Ctrl-C");
+    let steps = step_events(dir.path()).len();
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ckpts[0].join("state.json")).unwrap())
+            .unwrap();
+    assert!(steps > 0 && state["step"].as_u64().unwrap() >= steps as u64);
+}
