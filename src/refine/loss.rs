@@ -36,22 +36,19 @@ pub fn term(
 ) -> (Tensor<1>, Tensor<1>) {
     let [b, _] = z_v.dims();
     let p = l2n(p_u);
+    let eye = Tensor::<2>::from_data(TensorData::new(eye_data(b), [b, b]), &p.device());
     let logits = match variant {
         LossVariant::AllSwap => nn_v.matmul(p.transpose()).div_scalar(tau),
         _ => {
             let anchors = l2n(z_v.detach());
             let neg = anchors.matmul(p.clone().transpose()).div_scalar(tau);
             let pos = (nn_v * p).sum_dim(1).div_scalar(tau); // [B, 1]
-            let device = neg.device();
-            let eye = Tensor::<2>::from_data(TensorData::new(eye_data(b), [b, b]), &device);
             let off = eye.clone().neg().add_scalar(1.0);
-            neg * off + eye * pos
+            neg * off + eye.clone() * pos
         }
     };
     let max = logits.clone().max_dim(1).detach();
     let lse = (logits.clone() - max.clone()).exp().sum_dim(1).log() + max; // [B, 1]
-    let device = logits.device();
-    let eye = Tensor::<2>::from_data(TensorData::new(eye_data(b), [b, b]), &device);
     let diag = (logits * eye).sum_dim(1); // [B, 1]
     let ce = (lse.clone() - diag.clone()).reshape([b]);
     let prob = (diag - lse).exp().reshape([b]).detach();
