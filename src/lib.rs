@@ -13,3 +13,4 @@ pub mod images;
 pub mod model;
 pub mod refine;
 pub mod rng;
+pub mod select;

@@ -2,6 +2,7 @@
 //! standardisation, L2 rows, cosine top-k on the device in chunks, exp(sim/τ) class votes.
 
 use super::{argmax, check_labels, rows};
+use crate::select;
 use anyhow::{Result, anyhow, ensure};
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -116,18 +117,11 @@ pub fn knn_classify(
         let len = chunk.min(n_test - start);
         let part = test_feats[start * dim..(start + len) * dim].to_vec();
         let query = Tensor::<2>::from_data(TensorData::new(part, [len, dim]), device);
-        let (sims, idx) = query.matmul(train_t.clone()).topk_with_indices(kmax, 1);
-        let sims = sims
-            .try_into_vec_as::<f32>()
-            .map_err(|e| anyhow!("reading kNN similarities back from the device: {e}"))?;
-        let idx = idx
-            .try_into_vec_as::<i64>()
-            .map_err(|e| anyhow!("reading kNN neighbour indices back from the device: {e}"))?;
+        let top = select::top_k(query.matmul(train_t.clone()), kmax)?;
         for r in 0..len {
-            let row = r * kmax..(r + 1) * kmax;
             let votes = vote_row(
-                &sims[row.clone()],
-                &idx[row],
+                top.row_scores(r),
+                top.row_cols(r),
                 train_labels,
                 n_classes,
                 &ks,
@@ -158,25 +152,22 @@ fn usable_ks(ks: &[usize], n_train: usize) -> Result<Vec<usize>> {
     Ok(v)
 }
 
-/// Predictions of one test row for every k of `ks` (sorted), from its top-`kmax` neighbours.
+/// Predictions of one test row for every k of `ks` (sorted), from its top-`kmax` neighbours
+/// ordered best first ([`select::top_k`] order).
 fn vote_row(
     sims: &[f32],
-    idx: &[i64],
+    idx: &[usize],
     train_labels: &[u32],
     n_classes: usize,
     ks: &[usize],
     tau: f32,
 ) -> Result<Vec<u32>> {
-    // Backends need not return top-k sorted: order by similarity, then by train index.
-    let mut order: Vec<(f32, i64)> = sims.iter().copied().zip(idx.iter().copied()).collect();
-    order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     let mut weights = vec![0.0f64; n_classes];
     let mut out = Vec::with_capacity(ks.len());
     let mut next = 0;
-    for (j, &(sim, i)) in order.iter().enumerate() {
-        let label = usize::try_from(i)
-            .ok()
-            .and_then(|i| train_labels.get(i))
+    for (j, (&sim, &i)) in sims.iter().zip(idx).enumerate() {
+        let label = train_labels
+            .get(i)
             .ok_or_else(|| anyhow!("kNN: the device returned neighbour index {i} out of range"))?;
         weights[*label as usize] += (sim as f64 / tau as f64).exp();
         while next < ks.len() && ks[next] == j + 1 {
@@ -245,13 +236,12 @@ mod tests {
     #[test]
     fn votes_cover_a_k_grid_and_break_ties_low() {
         let labels = [2, 1, 1, 0];
-        // unsorted top-4 as a backend may return it
-        let sims = [0.5, 0.9, 0.5, 0.1];
-        let idx = [1, 0, 2, 3];
+        let sims = [0.9, 0.5, 0.5, 0.1];
+        let idx = [0, 1, 2, 3];
         let out = vote_row(&sims, &idx, &labels, 3, &[1, 3, 4], 1.0).unwrap();
         // k=1: class 2; k=3: class 1 (2·e^0.5 > e^0.9); k=4 adds class 0 (still class 1)
         assert_eq!(out, vec![2, 1, 1]);
-        let tie = vote_row(&[0.3, 0.3], &[1, 0], &[1, 0], 2, &[2], 0.07).unwrap();
+        let tie = vote_row(&[0.3, 0.3], &[0, 1], &[1, 0], 2, &[2], 0.07).unwrap();
         assert_eq!(tie, vec![0]);
     }
 

@@ -4,13 +4,15 @@
 use crate::host::HostTensor;
 use crate::model::vit::host;
 use crate::rng::Rng;
+use crate::select::{self, KeyMask};
 use anyhow::Result;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 
 /// FIFO ring buffer of `size × dim` embeddings (not normalised; normalised at lookup).
 pub struct NnQueue {
     pub x: Tensor<2>,
-    idx_dev: Tensor<2, Int>,
+    /// Device copy of `idx` for masking on GPUs (`None` on host devices, which mask on the CPU).
+    idx_dev: Option<Tensor<2, Int>>,
     pub idx: Vec<i64>,
     pub label: Vec<i64>,
     pub age: Vec<u64>,
@@ -46,7 +48,8 @@ impl NnQueue {
     ) -> Self {
         let device = x.device();
         let n = idx.len();
-        let idx_dev = Tensor::<2, Int>::from_data(TensorData::new(idx.clone(), [1, n]), &device);
+        let idx_dev = (!select::host_device(&device))
+            .then(|| Tensor::<2, Int>::from_data(TensorData::new(idx.clone(), [1, n]), &device));
         Self {
             x,
             idx_dev,
@@ -79,27 +82,21 @@ impl NnQueue {
         let q = l2n(self.x.clone());
         let sim = l2n(z).matmul(q.clone().transpose());
         let [b, n] = sim.dims();
-        let own = Tensor::<2, Int>::from_data(
-            TensorData::new(
-                batch_idx.iter().map(|&i| i as i64).collect::<Vec<_>>(),
-                [b, 1],
-            ),
-            &device,
-        );
-        let mask = self
-            .idx_dev
-            .clone()
-            .expand([b, n])
-            .equal(own.expand([b, n]));
-        let sim = sim.mask_fill(mask, -1.0);
+        let own: Vec<i64> = batch_idx.iter().map(|&i| i as i64).collect();
         let k = k.clamp(1, n);
-        let (_, top) = sim.topk_with_indices(k, 1);
-        let top: Vec<i64> = top
-            .into_data()
-            .convert::<i64>()
-            .try_into_vec::<i64>()
-            .map_err(|e| anyhow::anyhow!("reading neighbour indices: {e:?}"))?;
-        let picks: Vec<usize> = (0..b).map(|i| top[i * k + rng.below(k)] as usize).collect();
+        let top = if let Some(idx_dev) = &self.idx_dev {
+            let own = Tensor::<2, Int>::from_data(TensorData::new(own, [b, 1]), &device);
+            let mask = idx_dev.clone().expand([b, n]).equal(own.expand([b, n]));
+            select::top_k(sim.mask_fill(mask, -1.0), k)?
+        } else {
+            let mask = KeyMask {
+                row_keys: &own,
+                col_keys: &self.idx,
+                fill: -1.0,
+            };
+            select::top_k_host(&select::read_f32(sim)?, n, k, Some(mask))
+        };
+        let picks: Vec<usize> = (0..b).map(|i| top.row_cols(i)[rng.below(k)]).collect();
         let sel = Tensor::<1, Int>::from_data(
             TensorData::new(picks.iter().map(|&p| p as i64).collect::<Vec<_>>(), [b]),
             &device,
@@ -139,9 +136,23 @@ impl NnQueue {
         }
         self.ptr = (self.ptr + rows.len()) % n;
         self.age.iter_mut().for_each(|a| *a += b as u64);
+        self.upload_idx(&rows);
+    }
+
+    /// Copies the stored indices of the written `rows` (one or two contiguous runs) to the
+    /// device copy used for masking on GPUs.
+    fn upload_idx(&mut self, rows: &[usize]) {
+        let Some(mut dev) = self.idx_dev.take() else {
+            return;
+        };
         let device = self.x.device();
-        self.idx_dev =
-            Tensor::<2, Int>::from_data(TensorData::new(self.idx.clone(), [1, n]), &device);
+        for run in rows.chunk_by(|a, b| *b == a + 1) {
+            let (start, len) = (run[0], run.len());
+            let vals = TensorData::new(self.idx[start..start + len].to_vec(), [1, len]);
+            let vals = Tensor::<2, Int>::from_data(vals, &device);
+            dev = dev.slice_assign([0..1, start..start + len], vals);
+        }
+        self.idx_dev = Some(dev);
     }
 
     /// The queue's embeddings on the host (checkpointing).
