@@ -18,6 +18,69 @@ pub struct RefineConfig {
     pub stage2: StageConfig,
     pub stage3: StageConfig,
     pub run: RunConfig,
+    /// Online evaluation during the run (method.md §5 protocols on a fixed labelled subset).
+    #[serde(default)]
+    pub eval: OnlineEvalConfig,
+}
+
+/// Online evaluation inside `mimr refine`: the EMA encoder's features at every head's block are
+/// scored with the §5 protocols at the start, every `every_epochs` epochs and at the end.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnlineEvalConfig {
+    /// Evaluate every N epochs (plus the start and the end); 0 turns online evaluation off.
+    #[serde(default = "one_u64")]
+    pub every_epochs: u64,
+    #[serde(default = "default_protocols")]
+    pub protocols: Vec<crate::eval::protocols::Protocol>,
+    /// Split of `data.train`'s dataset that supplies the queries (`test` or `train`).
+    #[serde(default = "default_eval_split")]
+    pub split: String,
+    /// Bank / training samples, spread evenly over the training split.
+    #[serde(default = "default_eval_train")]
+    pub train_size: usize,
+    /// Query samples, spread evenly over `split` (disjoint from the bank when it is `train`).
+    #[serde(default = "default_eval_test")]
+    pub test_size: usize,
+    /// kNN neighbour counts (§5.1).
+    #[serde(default = "default_eval_ks")]
+    pub knn_k: Vec<usize>,
+    /// Linear-probe epochs when `probe` is among the protocols (§5.2 uses 50).
+    #[serde(default = "default_probe_epochs")]
+    pub probe_epochs: usize,
+}
+
+impl Default for OnlineEvalConfig {
+    fn default() -> Self {
+        Self {
+            every_epochs: 1,
+            protocols: default_protocols(),
+            split: default_eval_split(),
+            train_size: default_eval_train(),
+            test_size: default_eval_test(),
+            knn_k: default_eval_ks(),
+            probe_epochs: default_probe_epochs(),
+        }
+    }
+}
+
+fn default_protocols() -> Vec<crate::eval::protocols::Protocol> {
+    vec![crate::eval::protocols::Protocol::Knn]
+}
+fn default_eval_split() -> String {
+    "test".into()
+}
+fn default_eval_train() -> usize {
+    5000
+}
+fn default_eval_test() -> usize {
+    1000
+}
+fn default_eval_ks() -> Vec<usize> {
+    vec![10, 20]
+}
+fn default_probe_epochs() -> usize {
+    10
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -260,6 +323,41 @@ impl RefineConfig {
             "run.keep_checkpoints must be ≥ 1"
         );
         ensure!(self.run.log_every >= 1, "run.log_every must be ≥ 1");
+        self.eval.validate()
+    }
+}
+
+impl OnlineEvalConfig {
+    fn validate(&self) -> Result<()> {
+        if self.every_epochs == 0 || self.protocols.is_empty() {
+            return Ok(());
+        }
+        ensure!(
+            ["train", "test"].contains(&self.split.as_str()),
+            "eval.split = `{}` must be train or test",
+            self.split
+        );
+        ensure!(
+            self.train_size >= 10,
+            "eval.train_size = {} must be ≥ 10 (the kNN bank / probe training set)",
+            self.train_size
+        );
+        ensure!(
+            self.test_size >= 10,
+            "eval.test_size = {} must be ≥ 10",
+            self.test_size
+        );
+        ensure!(
+            !self.knn_k.is_empty() && self.knn_k.iter().all(|&k| k >= 1 && k <= self.train_size),
+            "eval.knn_k = {:?} needs values in [1, eval.train_size = {}]",
+            self.knn_k,
+            self.train_size
+        );
+        ensure!(
+            (1..=1000).contains(&self.probe_epochs),
+            "eval.probe_epochs = {} must be in [1, 1000]",
+            self.probe_epochs
+        );
         Ok(())
     }
 }

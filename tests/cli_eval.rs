@@ -89,7 +89,11 @@ fn eval_writes_per_block_reports_and_reuses_its_feature_cache() {
         ])
         .output()
         .unwrap();
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown `foo`"));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("--protocols") && err.contains("unknown protocol `foo`"),
+        "{err}"
+    );
     let out2 = tempfile::tempdir().unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_mimr"))
         .args([

@@ -5,7 +5,8 @@ use super::embed::parse_blocks;
 use super::{CkptArgs, DeviceArgs};
 use crate::checkpoint::{self, st};
 use crate::data::{self, Split};
-use crate::eval::{cluster, knn, logreg, probe};
+use crate::eval::probe;
+use crate::eval::protocols::{self, Protocol};
 use crate::host::{HostTensor, TensorMap};
 use crate::model::vit::{Pool, Taps, host, pool};
 use anyhow::{Context, Result};
@@ -58,13 +59,12 @@ struct Split2 {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let protocols: Vec<&str> = args.protocols.split(',').map(str::trim).collect();
-    for p in &protocols {
-        anyhow::ensure!(
-            ["knn", "probe", "lowshot", "cluster"].contains(p),
-            "--protocols: unknown `{p}` (use knn, probe, lowshot, cluster)"
-        );
-    }
+    let protos = args
+        .protocols
+        .split(',')
+        .map(|p| p.parse::<Protocol>())
+        .collect::<Result<Vec<_>>>()
+        .context("--protocols")?;
     let ck = checkpoint::load(&args.ckpt.checkpoint, args.ckpt.heads)?;
     let blocks = parse_blocks(&args.blocks, ck.config.depth)?;
     let device = args.device.select()?;
@@ -104,59 +104,22 @@ pub fn run(args: Args) -> Result<()> {
         "{}: needs labels of at least 2 classes",
         args.data.display()
     );
+    let opts = protocols::Options {
+        probe: probe::ProbeConfig {
+            epochs: args.probe_epochs,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     let mut rows = Vec::new();
     for ((b, xtr), (_, xte)) in train.feats.iter().zip(&test.feats) {
+        let (d, (ytr, yte)) = (train.dim, (&train.labels, &test.labels));
+        let f = |x, labels| protocols::Features { x, labels, dim: d };
+        let res =
+            protocols::evaluate(f(xtr, ytr), f(xte, yte), n_classes, &protos, &opts, &device)?;
         let mut r = json!({"block": b});
-        let d = train.dim;
-        if protocols.contains(&"knn") {
-            let acc = knn::knn_accuracy(
-                xtr,
-                &train.labels,
-                xte,
-                &test.labels,
-                d,
-                n_classes,
-                &[1, 10, 20],
-                0.07,
-                &device,
-                1024,
-            )?;
-            r["knn"] = json!(
-                acc.iter()
-                    .map(|(k, a)| (format!("k{k}"), json!(a)))
-                    .collect::<serde_json::Map<_, _>>()
-            );
-        }
-        if protocols.contains(&"probe") {
-            let cfg = probe::ProbeConfig {
-                epochs: args.probe_epochs,
-                ..Default::default()
-            };
-            let p = probe::linear_probe(xtr, &train.labels, xte, &test.labels, d, n_classes, &cfg)?;
-            r["probe"] = json!({"best_accuracy": p.best_accuracy, "best_lr": p.best_lr});
-        }
-        if protocols.contains(&"lowshot") {
-            let ls = logreg::lowshot(
-                xtr,
-                &train.labels,
-                xte,
-                &test.labels,
-                d,
-                n_classes,
-                &logreg::LowShotConfig::default(),
-            )?;
-            r["lowshot"] = json!(
-                ls.iter()
-                    .map(|l| (format!("{}shot", l.shots), json!(l.mean)))
-                    .collect::<serde_json::Map<_, _>>()
-            );
-        }
-        if protocols.contains(&"cluster") {
-            let mut x = xte.clone();
-            knn::l2_normalize_rows(&mut x, d);
-            let km = cluster::kmeans(&x, d, &cluster::KMeansConfig::new(n_classes), &device)?;
-            let m = cluster::cluster_metrics(&x, d, &test.labels, &km.labels)?;
-            r["cluster"] = json!({"acc": m.accuracy, "nmi": m.nmi, "ami": m.ami, "ari": m.ari, "silhouette": m.silhouette, "davies_bouldin": m.davies_bouldin});
+        if let (Some(r), Value::Object(res)) = (r.as_object_mut(), res) {
+            r.extend(res);
         }
         eprintln!("block {b}: {r}");
         rows.push(r);

@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod knn;
 pub mod logreg;
 pub mod probe;
+pub mod protocols;
 
 use anyhow::{Result, ensure};
 use std::ops::Range;

@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod heads;
 pub mod loss;
+pub mod online_eval;
 pub mod optim;
 pub mod queue;
 pub mod run;

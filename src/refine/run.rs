@@ -2,14 +2,13 @@
 //! newest checkpoint, the run log, probe-set embedding snapshots, and a clean Ctrl-C stop.
 
 use super::checkpoint;
+use super::online_eval::{self, OnlineEval};
 use super::runlog::RunLog;
 use super::schedule::{Schedule, scaled_lr};
 use super::trainer::{HeadStats, Trainer};
 use crate::config::RefineConfig;
 use crate::data::{self, Loader, Split};
-use crate::model::vit::{Pool, Taps, host, pool};
 use anyhow::{Context, Result};
-use burn::tensor::{Tensor, TensorData};
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -77,7 +76,9 @@ pub fn refine(cfg: RefineConfig, stop: Arc<AtomicBool>) -> Result<Outcome> {
         .validate(ck.config.patch_size)
         .context("data.views")?;
     let split: Split = cfg.data.split.parse().context("data.split")?;
-    let mut dataset: Arc<dyn data::Dataset> = data::open(&cfg.data.train, split)?.into();
+    let full: Arc<dyn data::Dataset> = data::open(&cfg.data.train, split)?.into();
+    let online = OnlineEval::new(&cfg, full.clone())?;
+    let mut dataset = full;
     if let Some(limit) = cfg.data.limit {
         dataset = Arc::new(data::subset::Subset::new(dataset, limit));
     }
@@ -112,7 +113,14 @@ pub fn refine(cfg: RefineConfig, stop: Arc<AtomicBool>) -> Result<Outcome> {
     } else {
         plan.total()
     };
-    let interrupted = train_loop(&mut t, &loader, &plan, end, &mut log, &stop)?;
+    if let (Some(ev), None) = (&online, resumed_from) {
+        ev.run(&t, 0.0, &mut log)?;
+    }
+    let hooks = Hooks {
+        online: online.as_ref(),
+        stop: &stop,
+    };
+    let interrupted = train_loop(&mut t, &loader, &plan, end, &mut log, &hooks)?;
     let off = log.offset()?;
     checkpoint::save(&t, &dir, off, cfg.run.keep_checkpoints)?;
     checkpoint::export_ema(&t, &dir.join("encoder_ema.safetensors"))?;
@@ -157,13 +165,19 @@ fn prepare_dir(cfg: &RefineConfig) -> Result<()> {
     crate::fsutil::write_atomic(&path, cfg.to_toml()?.as_bytes())
 }
 
+/// What the training loop runs besides steps: online evaluation and the stop flag.
+struct Hooks<'a> {
+    online: Option<&'a OnlineEval>,
+    stop: &'a AtomicBool,
+}
+
 fn train_loop(
     t: &mut Trainer,
     loader: &Loader,
     plan: &Plan,
     end: u64,
     log: &mut RunLog,
-    stop: &AtomicBool,
+    hooks: &Hooks,
 ) -> Result<bool> {
     let cfg = t.cfg.clone();
     let started = Instant::now();
@@ -181,15 +195,22 @@ fn train_loop(
                 log_step(log, t.step, epoch, stage, lr, ips, &t.specs, &stats)?;
             }
             progress(t.step, end, first, started, stage, &stats, batch.len());
+            // events first, then the checkpoint: a resume from it never loses an event
+            if cfg.run.snapshot_every > 0 && t.step.is_multiple_of(cfg.run.snapshot_every) {
+                snapshot(t, loader.dataset().as_ref(), log)?;
+            }
+            if let Some(ev) = hooks
+                .online
+                .filter(|e| e.due(t.step, plan.spe, plan.total()))
+            {
+                ev.run(t, t.step as f64 / plan.spe as f64, log)?;
+            }
             let boundary = t.step == plan.stage2_steps || t.step == end;
             if t.step.is_multiple_of(cfg.run.checkpoint_every) || boundary {
                 let off = log.offset()?;
                 checkpoint::save(t, &cfg.run.dir, off, cfg.run.keep_checkpoints)?;
             }
-            if cfg.run.snapshot_every > 0 && t.step.is_multiple_of(cfg.run.snapshot_every) {
-                snapshot(t, loader.dataset().as_ref(), log)?;
-            }
-            if stop.load(Ordering::SeqCst) {
+            if hooks.stop.load(Ordering::SeqCst) {
                 eprintln!("\ninterrupted at step {}: writing a checkpoint", t.step);
                 return Ok(true);
             }
@@ -289,32 +310,15 @@ pub fn snapshot(t: &Trainer, ds: &dyn data::Dataset, log: &mut RunLog) -> Result
     let (mut imgs, mut labels) = (Vec::new(), Vec::new());
     for i in 0..n {
         let s = ds.get(i)?;
-        imgs.extend(data::eval_view(
-            &s.image,
-            (size as f64 / 0.875).round() as u32,
-            size as u32,
-        ));
+        imgs.extend(online_eval::eval_image(t, &s.image, size));
         labels.push(s.label.map_or(-1.0, |l| l as f32));
     }
-    let x = Tensor::<4>::from_data(TensorData::new(imgs, [n, 3, size, size]), &t.device);
-    let taps = Taps {
-        blocks: t.specs.iter().filter_map(|s| s.block).collect(),
-        final_output: true,
-    };
-    let out = t.ema.forward(x, &taps);
     let mut map = crate::host::TensorMap::new();
-    for s in &t.specs {
-        let tokens = match s.block {
-            Some(b) => out
-                .blocks
-                .iter()
-                .find(|(j, _)| *j == b)
-                .map(|(_, t)| t.clone()),
-            None => out.final_output.clone(),
-        };
+    for (s, f) in t.specs.iter().zip(online_eval::embed_heads(t, imgs, n)?) {
+        let dim = f.len() / n.max(1);
         map.insert(
             s.name.clone(),
-            host(pool(tokens.context("tap missing")?, Pool::Cls))?,
+            crate::host::HostTensor::new(vec![n, dim], f)?,
         );
     }
     map.insert(

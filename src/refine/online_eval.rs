@@ -1,0 +1,288 @@
+//! Online evaluation inside `mimr refine` (method.md §5, `[eval]` config): the EMA encoder's CLS
+//! features at every head's block on a fixed labelled subset, scored and logged as `eval` events.
+
+use super::runlog::RunLog;
+use super::trainer::Trainer;
+use crate::config::{OnlineEvalConfig, RefineConfig};
+use crate::data::{self, Dataset, Split};
+use crate::eval::protocols::{self, Features, Options};
+use crate::model::vit::{Pool, Taps, host, pool};
+use anyhow::{Context, Result, ensure};
+use burn::tensor::{Tensor, TensorData};
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+
+/// Images per forward pass when embedding evaluation or snapshot samples.
+const EMBED_BATCH: usize = 128;
+
+/// Fixed bank and query samples, and the protocols to score them with.
+pub struct OnlineEval {
+    cfg: OnlineEvalConfig,
+    bank: Part,
+    queries: Part,
+}
+
+/// Some samples of one dataset split.
+struct Part {
+    ds: Arc<dyn Dataset>,
+    indices: Vec<usize>,
+}
+
+/// Labelled CLS features of one part, per head (in `Trainer::specs` order).
+struct Embedded {
+    feats: Vec<Vec<f32>>,
+    labels: Vec<u32>,
+    dim: usize,
+    skipped: usize,
+}
+
+impl OnlineEval {
+    /// The evaluation sets for `cfg` over the training split `train` (before `data.limit`);
+    /// `None` when online evaluation is off. The query split is opened from `data.train`.
+    pub fn new(cfg: &RefineConfig, train: Arc<dyn Dataset>) -> Result<Option<Self>> {
+        let e = &cfg.eval;
+        if e.every_epochs == 0 || e.protocols.is_empty() {
+            return Ok(None);
+        }
+        let split: Split = e.split.parse().context("eval.split")?;
+        let train_split: Split = cfg.data.split.parse().context("data.split")?;
+        let (bank, queries) = if split == train_split {
+            let (b, q) = disjoint(train.len(), e.train_size, e.test_size);
+            ensure!(
+                !b.is_empty() && !q.is_empty(),
+                "eval: the {} training samples cannot hold a bank and queries: lower eval.train_size / eval.test_size",
+                train.len()
+            );
+            let part = |indices| Part {
+                ds: train.clone(),
+                indices,
+            };
+            (part(b), part(q))
+        } else {
+            let test: Arc<dyn Dataset> = data::open(&cfg.data.train, split)
+                .with_context(|| format!("eval.split = \"{}\": set eval.split = \"{}\" to evaluate on held-out training samples, or eval.every_epochs = 0", e.split, cfg.data.split))?
+                .into();
+            let bank = spread(train.len(), e.train_size);
+            let queries = spread(test.len(), e.test_size);
+            (
+                Part {
+                    ds: train,
+                    indices: bank,
+                },
+                Part {
+                    ds: test,
+                    indices: queries,
+                },
+            )
+        };
+        Ok(Some(Self {
+            cfg: e.clone(),
+            bank,
+            queries,
+        }))
+    }
+
+    /// True at the end of every `every_epochs`-th epoch and at the last step.
+    pub fn due(&self, step: u64, steps_per_epoch: u64, total: u64) -> bool {
+        step == total || step.is_multiple_of(steps_per_epoch * self.cfg.every_epochs)
+    }
+
+    /// Embeds both parts with the EMA encoder, scores every head's block and logs one `eval`
+    /// event; a one-line summary goes to stderr.
+    pub fn run(&self, t: &Trainer, epoch: f64, log: &mut RunLog) -> Result<()> {
+        let bank = embed_part(t, &self.bank)?;
+        let queries = embed_part(t, &self.queries)?;
+        let n_classes = bank
+            .labels
+            .iter()
+            .chain(&queries.labels)
+            .max()
+            .map_or(0, |m| *m as usize + 1);
+        ensure!(
+            n_classes >= 2,
+            "eval: the evaluation samples hold fewer than 2 classes: raise eval.train_size or set eval.every_epochs = 0"
+        );
+        let opts = Options {
+            knn_ks: self.cfg.knn_k.clone(),
+            probe: crate::eval::probe::ProbeConfig {
+                epochs: self.cfg.probe_epochs,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut heads = Map::new();
+        let mut summary = Vec::new();
+        for (h, spec) in t.specs.iter().enumerate() {
+            let (b, q) = (bank.features(h), queries.features(h));
+            let r = protocols::evaluate(b, q, n_classes, &self.cfg.protocols, &opts, &t.device)
+                .with_context(|| format!("online evaluation of head {}", spec.name))?;
+            summary.push(format!("{} {}", spec.name, headline(&r)));
+            let mut entry = json!({"block": spec.block});
+            if let (Some(e), Value::Object(r)) = (entry.as_object_mut(), r) {
+                e.extend(r);
+            }
+            heads.insert(spec.name.clone(), entry);
+        }
+        eprintln!("\n[eval] step {}: {}", t.step, summary.join(", "));
+        log.write(
+            json!({"type": "eval", "step": t.step, "epoch": epoch, "split": self.cfg.split,
+            "samples": {"bank": bank.labels.len(), "queries": queries.labels.len(),
+                        "skipped": bank.skipped + queries.skipped},
+            "heads": heads}),
+        )
+    }
+}
+
+impl Embedded {
+    fn features(&self, head: usize) -> Features<'_> {
+        Features {
+            x: &self.feats[head],
+            labels: &self.labels,
+            dim: self.dim,
+        }
+    }
+}
+
+/// The first number of the first protocol result (kNN first when present) for the progress line.
+fn headline(r: &Value) -> String {
+    let Some(m) = r.as_object() else {
+        return String::new();
+    };
+    let first = m.get_key_value("knn").or_else(|| m.iter().next());
+    first
+        .and_then(|(p, v)| {
+            let (k, x) = v.as_object()?.iter().next()?;
+            Some(format!("{p} {k} {:.4}", x.as_f64()?))
+        })
+        .unwrap_or_default()
+}
+
+/// `n` indices spread evenly over `0..len` (all of them when `n ≥ len`).
+pub fn spread(len: usize, n: usize) -> Vec<usize> {
+    let n = n.min(len);
+    (0..n).map(|i| i * len / n).collect()
+}
+
+/// Disjoint bank and query indices spread evenly over `0..len`, at most `bank + queries` of them,
+/// the queries interleaved among the bank in proportion.
+pub fn disjoint(len: usize, bank: usize, queries: usize) -> (Vec<usize>, Vec<usize>) {
+    let all = spread(len, bank + queries);
+    let m = all.len();
+    // queries keep their share of what fits, and both parts get one sample when m ≥ 2
+    let nq = (queries * m)
+        .div_ceil((bank + queries).max(1))
+        .clamp(m.min(1), m.saturating_sub(1).max(m.min(1)));
+    let (mut b, mut q) = (Vec::new(), Vec::new());
+    for (j, &i) in all.iter().enumerate() {
+        if (j * nq) / m != ((j + 1) * nq) / m {
+            q.push(i);
+        } else {
+            b.push(i);
+        }
+    }
+    (b, q)
+}
+
+/// Decodes the part (eval transform with the run's normalisation), skipping unreadable samples,
+/// and embeds it.
+fn embed_part(t: &Trainer, part: &Part) -> Result<Embedded> {
+    let size = t.cfg.data.views.global_size();
+    let (mut feats, mut labels, mut skipped) = (vec![Vec::new(); t.specs.len()], Vec::new(), 0);
+    let mut dim = 0;
+    for chunk in part.indices.chunks(EMBED_BATCH) {
+        let mut imgs = Vec::new();
+        for &i in chunk {
+            let Ok(s) = part.ds.get(i) else {
+                skipped += 1;
+                continue;
+            };
+            let label = s.label.with_context(|| {
+                format!("eval: sample {i} of {} has no label: online evaluation needs a labelled dataset (set eval.every_epochs = 0)", part.ds.describe())
+            })?;
+            imgs.extend(eval_image(t, &s.image, size));
+            labels.push(label);
+        }
+        let n = imgs.len() / (3 * size * size);
+        if n == 0 {
+            continue;
+        }
+        for (h, f) in embed_heads(t, imgs, n)?.into_iter().enumerate() {
+            dim = f.len() / n;
+            feats[h].extend(f);
+        }
+    }
+    ensure!(
+        !labels.is_empty(),
+        "eval: no readable sample among the {} chosen from {}",
+        part.indices.len(),
+        part.ds.describe()
+    );
+    Ok(Embedded {
+        feats,
+        labels,
+        dim,
+        skipped,
+    })
+}
+
+/// The eval transform (resize to size/0.875, centre crop) normalised like the training views.
+pub fn eval_image(t: &Trainer, img: &image::RgbImage, size: usize) -> Vec<f32> {
+    let v = &t.cfg.data.views;
+    let resize = (size as f64 / 0.875).round() as u32;
+    data::views::eval_view_with(img, resize, size as u32, v.mean, v.std)
+}
+
+/// CLS features `[n, dim]` of `n` images (`[n, 3, s, s]` row-major) from the EMA encoder at
+/// every head's tap, in `Trainer::specs` order; run in batches of [`EMBED_BATCH`].
+pub fn embed_heads(t: &Trainer, imgs: Vec<f32>, n: usize) -> Result<Vec<Vec<f32>>> {
+    let per = imgs.len() / n.max(1);
+    let size = ((per / 3) as f64).sqrt() as usize;
+    let taps = Taps {
+        blocks: t.specs.iter().filter_map(|s| s.block).collect(),
+        final_output: true,
+    };
+    let mut out = vec![Vec::new(); t.specs.len()];
+    for part in imgs.chunks(per * EMBED_BATCH) {
+        let b = part.len() / per;
+        let x = Tensor::<4>::from_data(
+            TensorData::new(part.to_vec(), [b, 3, size, size]),
+            &t.device,
+        );
+        let o = t.ema.forward(x, &taps);
+        for (s, dst) in t.specs.iter().zip(&mut out) {
+            let tokens = match s.block {
+                Some(blk) => o
+                    .blocks
+                    .iter()
+                    .find(|(j, _)| *j == blk)
+                    .map(|(_, t)| t.clone()),
+                None => o.final_output.clone(),
+            };
+            let f = host(pool(
+                tokens.context("a head's tap is missing from the forward")?,
+                Pool::Cls,
+            ))?;
+            dst.extend(f.data);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_and_disjoint_cover_the_range_evenly() {
+        assert_eq!(spread(10, 5), vec![0, 2, 4, 6, 8]);
+        assert_eq!(spread(3, 5), vec![0, 1, 2]);
+        let (b, q) = disjoint(100, 30, 10);
+        assert_eq!((b.len(), q.len()), (30, 10));
+        assert!(b.iter().all(|i| !q.contains(i)));
+        // queries spread over the whole range, not bunched at one end
+        assert!(q[0] < 15 && *q.last().unwrap() > 85, "{q:?}");
+        let (b, q) = disjoint(5, 30, 10);
+        assert_eq!(b.len() + q.len(), 5);
+        assert!(!q.is_empty() && !b.is_empty());
+    }
+}
