@@ -25,6 +25,30 @@ impl TopK {
     pub fn row_scores(&self, r: usize) -> &[f32] {
         &self.scores[r * self.k..(r + 1) * self.k]
     }
+
+    /// The same selection with every column moved by `offset` (a block of a larger matrix).
+    pub fn shifted(mut self, offset: usize) -> Self {
+        self.cols.iter_mut().for_each(|c| *c += offset);
+        self
+    }
+
+    /// The best `k` of the union of two selections over the same rows (disjoint columns), in
+    /// the same order: how blocks of columns searched separately combine.
+    pub fn merge(&self, other: &TopK, k: usize) -> TopK {
+        let rows = self.cols.len() / self.k.max(1);
+        let k = k.min(self.k + other.k);
+        let (mut scores, mut cols) = (Vec::with_capacity(rows * k), Vec::with_capacity(rows * k));
+        for r in 0..rows {
+            let a = self.row_scores(r).iter().zip(self.row_cols(r));
+            let b = other.row_scores(r).iter().zip(other.row_cols(r));
+            let mut both: Vec<(f32, usize)> = a.chain(b).map(|(&s, &c)| (s, c)).collect();
+            both.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
+            both.truncate(k);
+            scores.extend(both.iter().map(|p| p.0));
+            cols.extend(both.iter().map(|p| p.1));
+        }
+        TopK { k, scores, cols }
+    }
 }
 
 /// Entries to demote: where `row_keys[r] == col_keys[c]` the score counts as `fill`.

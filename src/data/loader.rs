@@ -146,27 +146,43 @@ impl Loader {
     }
 
     /// The batches of epoch `epoch`; sample `i`'s views use `Rng::keyed(&[seed, epoch, i])`.
+    ///
+    /// With `drop_last` (the default) every epoch yields exactly [`Self::batches_per_epoch`]
+    /// full batches: samples skipped as unreadable are replaced by continuing from the start of
+    /// the epoch's order (at most once round), so step counts and schedules never shift.
     pub fn epoch(&self, epoch: u64) -> EpochIter {
+        self.epoch_from(epoch, EpochPosition::default())
+    }
+
+    /// The rest of epoch `epoch` from `at` (an [`EpochIter::position`] taken after some batch):
+    /// the same batches a fresh iterator yields after that point, without decoding the earlier
+    /// samples.
+    pub fn epoch_from(&self, epoch: u64, at: EpochPosition) -> EpochIter {
         let n = self.dataset.len();
         let order = if self.shuffle {
             permutation(n, self.seed, epoch)
         } else {
             (0..n).collect()
         };
+        let positions = if self.drop_last { 2 * n } else { n };
         let job = Arc::new(Job {
             dataset: self.dataset.clone(),
             cfg: self.cfg.clone(),
             order,
+            positions,
             seed: self.seed,
             epoch,
         });
+        let gate = Gate::starting_at(at.sample);
         let mut it = EpochIter {
             job: job.clone(),
-            gate: Arc::new(Gate::default()),
+            gate: Arc::new(gate),
             rx: None,
             handles: Vec::new(),
             pending: HashMap::new(),
-            pos: 0,
+            pos: at.sample,
+            batches: at.batch,
+            max_batches: self.drop_last.then(|| self.batches_per_epoch()),
             batch_size: self.batch_size,
             drop_last: self.drop_last,
             done: false,
@@ -200,8 +216,17 @@ struct Job {
     dataset: Arc<dyn Dataset>,
     cfg: Arc<MultiCropConfig>,
     order: Vec<usize>,
+    /// Positions the epoch may visit: position p reads `order[p % order.len()]`.
+    positions: usize,
     seed: u64,
     epoch: u64,
+}
+
+/// Where an epoch iterator stands: batches yielded and sample positions consumed so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EpochPosition {
+    pub batch: usize,
+    pub sample: usize,
 }
 
 /// A sample's label and views.
@@ -211,7 +236,7 @@ type Outcome = std::result::Result<Result<Views>, String>;
 
 /// Loads and augments the sample at position `pos` of the epoch order.
 fn process(job: &Job, pos: usize) -> Outcome {
-    let index = job.order[pos];
+    let index = job.order[pos % job.order.len()];
     let run = || -> Result<Views> {
         let s = job.dataset.get(index)?;
         let mut rng = Rng::keyed(&[job.seed, job.epoch, index as u64]);
@@ -233,6 +258,15 @@ struct Gate {
 }
 
 impl Gate {
+    /// A gate whose workers and consumer both start at position `pos`.
+    fn starting_at(pos: usize) -> Self {
+        Self {
+            consumed: Mutex::new(pos),
+            next: AtomicUsize::new(pos),
+            ..Self::default()
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, usize> {
         self.consumed.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -263,7 +297,7 @@ impl Gate {
 fn worker(job: &Job, gate: &Gate, tx: &SyncSender<(usize, Outcome)>, window: usize) {
     loop {
         let pos = gate.next.fetch_add(1, Ordering::SeqCst);
-        if pos >= job.order.len() || !gate.wait_turn(pos, window) {
+        if pos >= job.positions || !gate.wait_turn(pos, window) {
             return;
         }
         if tx.send((pos, process(job, pos))).is_err() {
@@ -280,6 +314,10 @@ pub struct EpochIter {
     handles: Vec<JoinHandle<()>>,
     pending: HashMap<usize, Outcome>,
     pos: usize,
+    /// Batches yielded so far (counting those before a resume position).
+    batches: usize,
+    /// The epoch ends after this many batches (`drop_last`), else when the order is exhausted.
+    max_batches: Option<usize>,
     batch_size: usize,
     drop_last: bool,
     done: bool,
@@ -288,13 +326,22 @@ pub struct EpochIter {
 }
 
 impl EpochIter {
+    /// Batches yielded and sample positions consumed so far: pass it to [`Loader::epoch_from`]
+    /// to continue the epoch after the last batch taken.
+    pub fn position(&self) -> EpochPosition {
+        EpochPosition {
+            batch: self.batches,
+            sample: self.pos,
+        }
+    }
+
     /// Corrupt samples skipped so far this epoch (including any after the last full batch).
     pub fn skipped(&self) -> usize {
         self.skipped
     }
 
     /// The outcome for position `pos`, from the workers (reordered) or computed here.
-    fn take(&mut self, pos: usize) -> Result<Result<Views>> {
+    fn outcome(&mut self, pos: usize) -> Result<Result<Views>> {
         let out = match &self.rx {
             None => process(&self.job, pos),
             Some(rx) => loop {
@@ -367,12 +414,18 @@ impl Iterator for EpochIter {
             self.shutdown();
             return Some(Err(e));
         }
+        if self.max_batches.is_some_and(|m| self.batches >= m) {
+            self.done = true;
+            self.shutdown();
+            return None;
+        }
         let mut items = Vec::with_capacity(self.batch_size);
         let mut skipped = 0;
-        while items.len() < self.batch_size && self.pos < self.job.order.len() {
-            let (pos, index) = (self.pos, self.job.order[self.pos]);
+        let n = self.job.order.len();
+        while items.len() < self.batch_size && self.pos < self.job.positions {
+            let (pos, index) = (self.pos, self.job.order[self.pos % n]);
             self.pos += 1;
-            match self.take(pos) {
+            match self.outcome(pos) {
                 Err(e) => {
                     self.done = true;
                     self.shutdown();
@@ -391,6 +444,7 @@ impl Iterator for EpochIter {
             self.shutdown();
             return None;
         }
+        self.batches += 1;
         Some(Ok(assemble(items, skipped, &self.job.cfg)))
     }
 }
@@ -530,6 +584,84 @@ mod tests {
         let (dropped, _) = run(ds, 1, 1, true);
         assert!(dropped.iter().all(|b| b.len() == 4));
         assert_eq!(dropped, batches);
+    }
+
+    /// A dataset that counts its decodes.
+    struct Counting {
+        inner: Arc<dyn Dataset>,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Dataset for Counting {
+        fn len(&self) -> usize {
+            self.inner.len()
+        }
+        fn get(&self, i: usize) -> Result<Sample> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            self.inner.get(i)
+        }
+        fn classes(&self) -> &[String] {
+            self.inner.classes()
+        }
+        fn describe(&self) -> String {
+            self.inner.describe()
+        }
+    }
+
+    #[test]
+    fn skipped_samples_are_replaced_from_the_start_of_the_epoch_order() {
+        let bad = vec![2, 7, 9];
+        let ds = synth(14, bad.clone());
+        // 11 readable samples, 14 / 4 = 3 batches per epoch: the third wraps around
+        let (batches, _) = run(ds.clone(), 2, 1, true);
+        assert_eq!(
+            batches.iter().map(Batch::len).collect::<Vec<_>>(),
+            [4, 4, 4]
+        );
+        let order = permutation(14, 42, 1);
+        let want: Vec<usize> = order
+            .iter()
+            .chain(&order)
+            .copied()
+            .filter(|i| !bad.contains(i))
+            .take(12)
+            .collect();
+        let got: Vec<usize> = batches.iter().flat_map(|b| b.indices.clone()).collect();
+        assert_eq!(got, want);
+        // nothing readable at all: the epoch ends without a batch instead of looping
+        let (none, skipped) = run(synth(8, (0..8).collect()), 1, 0, true);
+        assert!(none.is_empty());
+        assert_eq!(
+            skipped, 16,
+            "each position visited at most once per round, two rounds"
+        );
+    }
+
+    #[test]
+    fn an_epoch_resumes_from_its_position_without_decoding_earlier_samples() {
+        let ds = synth(23, vec![4]);
+        let loader = |ds: Arc<dyn Dataset>| Loader::new(ds, cfg(), 4, 42, 0, 1).unwrap();
+        let mut it = loader(ds.clone()).epoch(2);
+        let all: Vec<Batch> = it.by_ref().map(|b| b.unwrap()).collect();
+        assert_eq!(all.len(), 5);
+        let mut it = loader(ds.clone()).epoch(2);
+        let first: Vec<Batch> = it.by_ref().take(2).map(|b| b.unwrap()).collect();
+        assert_eq!(first, all[..2]);
+        let at = it.position();
+        assert_eq!(at.batch, 2);
+        let counting = Arc::new(Counting {
+            inner: ds,
+            calls: Default::default(),
+        });
+        let mut rest_it = loader(counting.clone()).epoch_from(2, at);
+        let rest: Vec<Batch> = rest_it.by_ref().map(|b| b.unwrap()).collect();
+        assert_eq!(rest, all[2..]);
+        let decoded = counting.calls.load(Ordering::SeqCst);
+        assert_eq!(decoded, rest_it.position().sample - at.sample);
+        assert!(
+            decoded <= 13,
+            "{decoded} decodes for 3 batches of 4 (one sample unreadable)"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub mod views;
 
 pub use augment::{CropBox, JitterParams, ViewParams};
 pub use dataset::{Dataset, Sample, Split, open};
-pub use loader::{Batch, EpochIter, Loader};
+pub use loader::{Batch, EpochIter, EpochPosition, Loader};
 pub use manifest::Manifest;
 pub use preview::preview_grid;
 pub use tensors::DeviceBatch;

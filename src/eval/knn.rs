@@ -3,7 +3,7 @@
 
 use super::{argmax, check_labels, rows};
 use crate::select;
-use anyhow::{Result, anyhow, ensure};
+use anyhow::{Context, Result, anyhow, ensure};
 use burn::tensor::{Device, Tensor, TensorData};
 
 /// Default neighbour count of the paper's tables (§5.1).
@@ -82,7 +82,8 @@ pub fn accuracy(pred: &[u32], labels: &[u32]) -> f64 {
 /// summed vote wins (ties → lowest class id).
 ///
 /// The similarities are computed on `device`, `chunk` test rows at a time, so at most
-/// `chunk × n_train` similarities exist at once (plus the train matrix itself). Values of `ks`
+/// `chunk × n_train` similarities exist at once (plus the train matrix itself); on GPUs the
+/// train rows are split into blocks of at most 64 MiB whose top-k lists are merged. Values of `ks`
 /// above `n_train` are dropped, as the reference implementation does; the result holds the
 /// remaining k in increasing order, each with one prediction per test row.
 #[allow(clippy::too_many_arguments)]
@@ -97,6 +98,25 @@ pub fn knn_classify(
     device: &Device,
     chunk: usize,
 ) -> Result<Vec<(usize, Vec<u32>)>> {
+    let budget = (!select::host_device(device)).then_some(GPU_BLOCK_BYTES);
+    let (x, y) = ((train_feats, train_labels), test_feats);
+    knn_search(x, y, dim, n_classes, ks, tau, device, chunk, budget)
+}
+
+/// [`knn_classify`] with an explicit byte budget per train block and similarity chunk (`None`:
+/// the whole train set in one block).
+#[allow(clippy::too_many_arguments)]
+fn knn_search(
+    (train_feats, train_labels): (&[f32], &[u32]),
+    test_feats: &[f32],
+    dim: usize,
+    n_classes: usize,
+    ks: &[usize],
+    tau: f32,
+    device: &Device,
+    chunk: usize,
+    budget: Option<usize>,
+) -> Result<Vec<(usize, Vec<u32>)>> {
     let n_train = rows(train_feats, dim, "kNN train features")?;
     let n_test = rows(test_feats, dim, "kNN test features")?;
     check_labels(train_labels, n_train, n_classes, "kNN train labels")?;
@@ -106,18 +126,30 @@ pub fn knn_classify(
     );
     let ks = usable_ks(ks, n_train)?;
     let kmax = ks[ks.len() - 1];
-    let train_t = Tensor::<2>::from_data(
-        TensorData::new(train_feats.to_vec(), [n_train, dim]),
-        device,
-    )
-    .transpose();
+    let (block_rows, chunk) = chunk_sizes(budget, n_train, dim, chunk);
+    let blocks: Vec<(usize, Tensor<2>)> = (0..n_train)
+        .step_by(block_rows)
+        .map(|start| {
+            let len = block_rows.min(n_train - start);
+            let part = train_feats[start * dim..(start + len) * dim].to_vec();
+            let t = Tensor::<2>::from_data(TensorData::new(part, [len, dim]), device);
+            (start, t.transpose())
+        })
+        .collect();
     let mut preds = vec![Vec::with_capacity(n_test); ks.len()];
-    let chunk = chunk.max(1);
     for start in (0..n_test).step_by(chunk) {
         let len = chunk.min(n_test - start);
         let part = test_feats[start * dim..(start + len) * dim].to_vec();
         let query = Tensor::<2>::from_data(TensorData::new(part, [len, dim]), device);
-        let top = select::top_k(query.matmul(train_t.clone()), kmax)?;
+        let mut top: Option<select::TopK> = None;
+        for (offset, block) in &blocks {
+            let t = select::top_k(query.clone().matmul(block.clone()), kmax)?;
+            top = Some(match top {
+                None => t.shifted(*offset),
+                Some(best) => best.merge(&t.shifted(*offset), kmax),
+            });
+        }
+        let top = top.context("kNN: no train rows")?;
         for r in 0..len {
             let votes = vote_row(
                 top.row_scores(r),
@@ -150,6 +182,21 @@ fn usable_ks(ks: &[usize], n_train: usize) -> Result<Vec<usize>> {
         DEFAULT_K.min(n_train.max(1))
     );
     Ok(v)
+}
+
+/// Bytes one similarity or train block may take on a GPU: below wgpu's default 128 MiB storage
+/// binding limit, which software and mobile adapters keep.
+const GPU_BLOCK_BYTES: usize = 64 << 20;
+
+/// (train rows per block, test rows per chunk). Without a budget the whole train set is one
+/// block; with one, neither a train block nor a similarity chunk exceeds `budget` bytes.
+fn chunk_sizes(budget: Option<usize>, n_train: usize, dim: usize, chunk: usize) -> (usize, usize) {
+    let chunk = chunk.max(1);
+    let Some(bytes) = budget else {
+        return (n_train.max(1), chunk);
+    };
+    let block = (bytes / (4 * dim.max(1))).clamp(1, n_train.max(1));
+    (block, chunk.min(bytes / (4 * block)).max(1))
 }
 
 /// Predictions of one test row for every k of `ks` (sorted), from its top-`kmax` neighbours
@@ -243,6 +290,35 @@ mod tests {
         assert_eq!(out, vec![2, 1, 1]);
         let tie = vote_row(&[0.3, 0.3], &[0, 1], &[1, 0], 2, &[2], 0.07).unwrap();
         assert_eq!(tie, vec![0]);
+    }
+
+    #[test]
+    fn gpu_chunks_stay_below_the_binding_limit() {
+        assert_eq!(chunk_sizes(None, 50_000, 256, 1024), (50_000, 1024));
+        let gpu = Some(GPU_BLOCK_BYTES);
+        let (block, chunk) = chunk_sizes(gpu, 50_000, 256, 1024);
+        assert!(block * 256 * 4 <= GPU_BLOCK_BYTES && chunk * block * 4 <= GPU_BLOCK_BYTES);
+        assert_eq!((block, chunk), (50_000, 335));
+        assert_eq!(chunk_sizes(gpu, 1_281_167, 1024, 1024), (16_384, 1024));
+    }
+
+    #[test]
+    fn blocked_search_equals_one_search() {
+        let mut rng = crate::rng::Rng::new(1);
+        let (n, m, d) = (300, 40, 8);
+        let mut tr: Vec<f32> = (0..n * d).map(|_| rng.normal() as f32).collect();
+        let mut te: Vec<f32> = (0..m * d).map(|_| rng.normal() as f32).collect();
+        standardize(&mut tr, &mut te, d).unwrap();
+        let labels: Vec<u32> = (0..n).map(|i| (i % 3) as u32).collect();
+        let dev = Device::flex();
+        let one = knn_classify(&tr, &labels, &te, d, 3, &[1, 5, 20], 0.07, &dev, 7).unwrap();
+        // a budget of 37 train rows: 9 blocks whose top-20 lists are merged, chunks of 7 rows
+        let budget = Some(37 * d * 4);
+        assert_eq!(chunk_sizes(budget, n, d, 7), (37, 7));
+        let x = (tr.as_slice(), labels.as_slice());
+        let blocked = knn_search(x, &te, d, 3, &[1, 5, 20], 0.07, &dev, 7, budget).unwrap();
+        assert_eq!(blocked, one);
+        assert_eq!(one.len(), 3);
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub struct State {
     pub log_offset: u64,
     pub heads: Vec<String>,
     pub queues: Vec<QueueState>,
+    /// Where the loader stands in the current epoch (absent in checkpoints of older versions:
+    /// the resume then re-reads the epoch up to the step).
+    #[serde(default)]
+    pub data_pos: Option<crate::data::EpochPosition>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -61,6 +65,7 @@ pub fn save(t: &Trainer, run_dir: &Path, log_offset: u64, keep: usize) -> Result
         step: t.step,
         opt_step: t.opt.step,
         log_offset,
+        data_pos: Some(t.data_pos),
         heads: t.specs.iter().map(|s| s.name.clone()).collect(),
         queues: t
             .queues
@@ -162,6 +167,7 @@ pub fn load(t: &mut Trainer, dir: &Path) -> Result<State> {
     t.opt
         .load_state(&strip(&map, "opt."), state.opt_step, &t.device);
     t.step = state.step;
+    t.data_pos = state.data_pos.unwrap_or_default();
     Ok(state)
 }
 

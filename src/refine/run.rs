@@ -185,11 +185,24 @@ fn train_loop(
     while t.step < end {
         let (epoch, pos) = (t.step / plan.spe, (t.step % plan.spe) as usize);
         let before = t.step;
-        for batch in loader.epoch(epoch).skip(pos) {
+        let mut it = if pos == 0 {
+            loader.epoch(epoch)
+        } else if t.data_pos.batch == pos {
+            loader.epoch_from(epoch, t.data_pos)
+        } else {
+            // a checkpoint without the loader position (older version): re-read up to the step
+            let mut it = loader.epoch(epoch);
+            for b in it.by_ref().take(pos) {
+                b?;
+            }
+            it
+        };
+        while let Some(batch) = it.next() {
             let batch = batch?;
             let (stage, lr) = plan.at(t.step);
             let t0 = Instant::now();
             let stats = t.step(&batch, stage, lr)?;
+            t.data_pos = it.position();
             let ips = batch.len() as f64 / t0.elapsed().as_secs_f64();
             if t.step.is_multiple_of(cfg.run.log_every) || t.step == end {
                 log_step(log, t.step, epoch, stage, lr, ips, &t.specs, &stats)?;
@@ -222,10 +235,14 @@ fn train_loop(
             t.step > before,
             "epoch {epoch} yielded no batch at position {pos}: too many unreadable samples?"
         );
-        if !t.step.is_multiple_of(plan.spe) && t.step < end {
-            // the epoch ended early (skipped samples): continue with the next epoch
-            t.step = t.step.div_ceil(plan.spe) * plan.spe;
-        }
+        anyhow::ensure!(
+            t.step.is_multiple_of(plan.spe) || t.step >= end,
+            "epoch {epoch} ended after {} of {} batches: more than half of the samples of {} are unreadable ({} skipped); fix or remove them",
+            t.step % plan.spe,
+            plan.spe,
+            loader.dataset().describe(),
+            it.skipped()
+        );
     }
     eprintln!();
     Ok(false)

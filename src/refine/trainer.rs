@@ -87,6 +87,8 @@ pub struct Trainer {
     pub queues: Vec<NnQueue>,
     pub opt: AdamW,
     pub step: u64,
+    /// The loader's position in the current epoch after the last step (saved in checkpoints).
+    pub data_pos: crate::data::EpochPosition,
 }
 
 impl Trainer {
@@ -124,6 +126,7 @@ impl Trainer {
             queues,
             opt: AdamW::new(),
             step: 0,
+            data_pos: Default::default(),
         })
     }
 
