@@ -18,7 +18,8 @@ pub struct RefineConfig {
     pub stage2: StageConfig,
     pub stage3: StageConfig,
     pub run: RunConfig,
-    /// Online evaluation during the run (method.md §5 protocols on a fixed labelled subset).
+    /// Online evaluation during the run (method.md §5 protocols on a fixed labelled subset);
+    /// off when the section is absent.
     #[serde(default)]
     pub eval: OnlineEvalConfig,
 }
@@ -51,9 +52,10 @@ pub struct OnlineEvalConfig {
 }
 
 impl Default for OnlineEvalConfig {
+    /// A config without an `[eval]` section: online evaluation off (a section turns it on).
     fn default() -> Self {
         Self {
-            every_epochs: 1,
+            every_epochs: 0,
             protocols: default_protocols(),
             split: default_eval_split(),
             train_size: default_eval_train(),
@@ -323,6 +325,10 @@ impl RefineConfig {
             "run.keep_checkpoints must be ≥ 1"
         );
         ensure!(self.run.log_every >= 1, "run.log_every must be ≥ 1");
+        ensure!(
+            self.run.probe_size >= 1,
+            "run.probe_size must be ≥ 1 (the samples embedded in each snapshot)"
+        );
         self.eval.validate()
     }
 }

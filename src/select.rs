@@ -119,6 +119,8 @@ fn select_row(row: &[f32], mask: Option<(KeyMask, i64)>, out_s: &mut [f32], out_
     for (c, &v) in row.iter().enumerate() {
         let v = match mask {
             Some((m, key)) if m.col_keys[c] == key => m.fill,
+            // NaN ranks last (a diverged run is stopped by the trainer's NaN check anyway)
+            _ if v.is_nan() => f32::NEG_INFINITY,
             _ => v,
         };
         if n == k && v.total_cmp(&out_s[k - 1]).is_le() {

@@ -97,7 +97,23 @@ fn bad_config_values_name_the_key() {
     assert!(err("data.batch_size=1").contains("data.batch_size"));
     assert!(err("heads.size=\"giant\"").contains("giant"));
     assert!(err("stage2.bogus=1").contains("bogus"));
-    let _ = dir;
+    assert!(err("run.probe_size=0").contains("run.probe_size"));
+    assert!(err("eval.split=\"val2\"").contains("eval.split = `val2`"));
+    assert!(err("eval.knn_k=[0]").contains("eval.knn_k"));
+    assert!(err("eval.protocols=[\"knm\"]").contains("knm"));
+    // a config without an [eval] section runs no online evaluation
+    let text = std::fs::read_to_string(&base).unwrap();
+    let cut = text
+        .find("[eval]")
+        .expect("the example config has an [eval] section");
+    let bare = dir.path().join("bare.toml");
+    let text = text[..cut].replace(
+        "../tests/fixtures",
+        &format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR")),
+    );
+    std::fs::write(&bare, text).unwrap();
+    let cfg = RefineConfig::load(&bare, &[]).unwrap();
+    assert_eq!(cfg.eval.every_epochs, 0);
 }
 
 /// kNN accuracy (k = 10, τ = 0.07, method.md §5.1) of an encoder's final CLS features on

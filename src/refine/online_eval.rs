@@ -60,7 +60,7 @@ impl OnlineEval {
             (part(b), part(q))
         } else {
             let test: Arc<dyn Dataset> = data::open(&cfg.data.train, split)
-                .with_context(|| format!("eval.split = \"{}\": set eval.split = \"{}\" to evaluate on held-out training samples, or eval.every_epochs = 0", e.split, cfg.data.split))?
+                .with_context(|| format!("eval.split = \"{}\": set eval.split = \"{}\" to draw bank and queries (disjoint) from the training split, or eval.every_epochs = 0", e.split, cfg.data.split))?
                 .into();
             let bank = spread(train.len(), e.train_size);
             let queries = spread(test.len(), e.test_size);
@@ -82,9 +82,10 @@ impl OnlineEval {
         }))
     }
 
-    /// True at the end of every `every_epochs`-th epoch and at the last step.
-    pub fn due(&self, step: u64, steps_per_epoch: u64, total: u64) -> bool {
-        step == total || step.is_multiple_of(steps_per_epoch * self.cfg.every_epochs)
+    /// True at the end of every `every_epochs`-th epoch and at the last step of this invocation
+    /// (`end`: the run's total, or `run.max_steps`).
+    pub fn due(&self, step: u64, steps_per_epoch: u64, end: u64) -> bool {
+        step == end || step.is_multiple_of(steps_per_epoch.saturating_mul(self.cfg.every_epochs))
     }
 
     /// Embeds both parts with the EMA encoder, scores every head's block and logs one `eval`
@@ -102,8 +103,16 @@ impl OnlineEval {
             n_classes >= 2,
             "eval: the evaluation samples hold fewer than 2 classes: raise eval.train_size or set eval.every_epochs = 0"
         );
+        // k above the readable bank size would be dropped; keep at least the bank size itself
+        let mut knn_ks: Vec<usize> = self
+            .cfg
+            .knn_k
+            .iter()
+            .map(|&k| k.min(bank.labels.len()))
+            .collect();
+        knn_ks.dedup();
         let opts = Options {
-            knn_ks: self.cfg.knn_k.clone(),
+            knn_ks,
             probe: crate::eval::probe::ProbeConfig {
                 epochs: self.cfg.probe_epochs,
                 ..Default::default()
@@ -114,12 +123,27 @@ impl OnlineEval {
         let mut summary = Vec::new();
         for (h, spec) in t.specs.iter().enumerate() {
             let (b, q) = (bank.features(h), queries.features(h));
-            let r = protocols::evaluate(b, q, n_classes, &self.cfg.protocols, &opts, &t.device)
-                .with_context(|| format!("online evaluation of head {}", spec.name))?;
-            summary.push(format!("{} {}", spec.name, headline(&r)));
             let mut entry = json!({"block": spec.block});
-            if let (Some(e), Value::Object(r)) = (entry.as_object_mut(), r) {
-                e.extend(r);
+            match protocols::evaluate(b, q, n_classes, &self.cfg.protocols, &opts, &t.device) {
+                Ok(Value::Object(r)) => {
+                    summary.push(format!(
+                        "{} {}",
+                        spec.name,
+                        headline(&Value::Object(r.clone()))
+                    ));
+                    if let Some(e) = entry.as_object_mut() {
+                        e.extend(r);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    // an evaluation problem must not end hours of training: log it and go on
+                    eprintln!(
+                        "\nwarning: online evaluation of head {} failed: {e:#}",
+                        spec.name
+                    );
+                    entry["error"] = json!(format!("{e:#}"));
+                }
             }
             heads.insert(spec.name.clone(), entry);
         }
@@ -235,13 +259,16 @@ pub fn eval_image(t: &Trainer, img: &image::RgbImage, size: usize) -> Vec<f32> {
 /// CLS features `[n, dim]` of `n` images (`[n, 3, s, s]` row-major) from the EMA encoder at
 /// every head's tap, in `Trainer::specs` order; run in batches of [`EMBED_BATCH`].
 pub fn embed_heads(t: &Trainer, imgs: Vec<f32>, n: usize) -> Result<Vec<Vec<f32>>> {
-    let per = imgs.len() / n.max(1);
+    let mut out = vec![Vec::new(); t.specs.len()];
+    if n == 0 || imgs.is_empty() {
+        return Ok(out);
+    }
+    let per = imgs.len() / n;
     let size = ((per / 3) as f64).sqrt() as usize;
     let taps = Taps {
         blocks: t.specs.iter().filter_map(|s| s.block).collect(),
         final_output: true,
     };
-    let mut out = vec![Vec::new(); t.specs.len()];
     for part in imgs.chunks(per * EMBED_BATCH) {
         let b = part.len() / per;
         let x = Tensor::<4>::from_data(

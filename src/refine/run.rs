@@ -212,10 +212,7 @@ fn train_loop(
             if cfg.run.snapshot_every > 0 && t.step.is_multiple_of(cfg.run.snapshot_every) {
                 snapshot(t, loader.dataset().as_ref(), log)?;
             }
-            if let Some(ev) = hooks
-                .online
-                .filter(|e| e.due(t.step, plan.spe, plan.total()))
-            {
+            if let Some(ev) = hooks.online.filter(|e| e.due(t.step, plan.spe, end)) {
                 ev.run(t, t.step as f64 / plan.spe as f64, log)?;
             }
             let boundary = t.step == plan.stage2_steps || t.step == end;
@@ -237,7 +234,7 @@ fn train_loop(
         );
         anyhow::ensure!(
             t.step.is_multiple_of(plan.spe) || t.step >= end,
-            "epoch {epoch} ended after {} of {} batches: more than half of the samples of {} are unreadable ({} skipped); fix or remove them",
+            "epoch {epoch} ended after {} of {} batches: too few readable samples in {} to fill a batch ({} unreadable seen since the epoch (re)started); fix or remove them",
             t.step % plan.spe,
             plan.spe,
             loader.dataset().describe(),
