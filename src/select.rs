@@ -5,7 +5,7 @@
 //! the lower column; only a tie straddling the k-th place may keep a different column on a GPU.
 
 use anyhow::{Result, anyhow};
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 /// The k best `(score, column)` pairs of every row, row-major `[rows, k]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,8 +73,8 @@ pub fn top_k(scores: Tensor<2>, k: usize) -> Result<TopK> {
     let [_, cols] = scores.dims();
     let k = k.clamp(1, cols.max(1));
     if host_device(&scores.device()) {
-        let s = read_f32(scores)?;
-        return Ok(top_k_host(&s, cols, k, None));
+        let data = read_data(scores)?;
+        return Ok(top_k_host(as_f32(&data)?, cols, k, None));
     }
     let (vals, idx) = scores.topk_with_indices(k, 1);
     let vals = read_f32(vals)?;
@@ -151,6 +151,18 @@ fn sort_rows(vals: Vec<f32>, idx: Vec<i64>, k: usize) -> TopK {
     TopK { k, scores, cols }
 }
 
+/// A float tensor's data on the host (no copy for a uniquely owned CPU tensor).
+pub fn read_data<const D: usize>(t: Tensor<D>) -> Result<TensorData> {
+    t.try_into_data()
+        .map_err(|e| anyhow!("reading scores back from the device: {e:?}"))
+}
+
+/// The f32 values of `data` in place.
+pub fn as_f32(data: &TensorData) -> Result<&[f32]> {
+    data.as_slice::<f32>()
+        .map_err(|e| anyhow!("scores are not f32 values: {e:?}"))
+}
+
 /// A float tensor's values on the host.
 pub fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
     t.try_into_vec_as::<f32>()
@@ -166,7 +178,6 @@ fn read_i64<const D: usize>(t: Tensor<D, Int>) -> Result<Vec<i64>> {
 mod tests {
     use super::*;
     use crate::rng::Rng;
-    use burn::tensor::TensorData;
 
     /// Full sort by (score desc, column asc): the reference.
     fn reference(row: &[f32], k: usize) -> Vec<usize> {

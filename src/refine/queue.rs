@@ -94,7 +94,8 @@ impl NnQueue {
                 col_keys: &self.idx,
                 fill: -1.0,
             };
-            select::top_k_host(&select::read_f32(sim)?, n, k, Some(mask))
+            let data = select::read_data(sim)?;
+            select::top_k_host(select::as_f32(&data)?, n, k, Some(mask))
         };
         let picks: Vec<usize> = (0..b).map(|i| top.row_cols(i)[rng.below(k)]).collect();
         let sel = Tensor::<1, Int>::from_data(
