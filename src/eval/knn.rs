@@ -98,25 +98,42 @@ pub fn knn_classify(
     device: &Device,
     chunk: usize,
 ) -> Result<Vec<(usize, Vec<u32>)>> {
-    let budget = (!select::host_device(device)).then_some(GPU_BLOCK_BYTES);
-    let (x, y) = ((train_feats, train_labels), test_feats);
-    knn_search(x, y, dim, n_classes, ks, tau, device, chunk, budget)
+    let search = Search {
+        n_classes,
+        ks,
+        tau,
+        chunk,
+        budget: (!select::host_device(device)).then_some(GPU_BLOCK_BYTES),
+    };
+    knn_search(train_feats, train_labels, test_feats, dim, &search, device)
 }
 
-/// [`knn_classify`] with an explicit byte budget per train block and similarity chunk (`None`:
-/// the whole train set in one block).
-#[allow(clippy::too_many_arguments)]
-fn knn_search(
-    (train_feats, train_labels): (&[f32], &[u32]),
-    test_feats: &[f32],
-    dim: usize,
+/// The settings of one kNN search: classes, k grid, vote temperature, test rows per chunk and
+/// the byte budget per train block and similarity chunk (`None`: the whole train set at once).
+struct Search<'a> {
     n_classes: usize,
-    ks: &[usize],
+    ks: &'a [usize],
     tau: f32,
-    device: &Device,
     chunk: usize,
     budget: Option<usize>,
+}
+
+/// [`knn_classify`] with explicit [`Search`] settings.
+fn knn_search(
+    train_feats: &[f32],
+    train_labels: &[u32],
+    test_feats: &[f32],
+    dim: usize,
+    search: &Search,
+    device: &Device,
 ) -> Result<Vec<(usize, Vec<u32>)>> {
+    let Search {
+        n_classes,
+        ks,
+        tau,
+        chunk,
+        budget,
+    } = *search;
     let n_train = rows(train_feats, dim, "kNN train features")?;
     let n_test = rows(test_feats, dim, "kNN test features")?;
     check_labels(train_labels, n_train, n_classes, "kNN train labels")?;
@@ -315,8 +332,14 @@ mod tests {
         // a budget of 37 train rows: 9 blocks whose top-20 lists are merged, chunks of 7 rows
         let budget = Some(37 * d * 4);
         assert_eq!(chunk_sizes(budget, n, d, 7), (37, 7));
-        let x = (tr.as_slice(), labels.as_slice());
-        let blocked = knn_search(x, &te, d, 3, &[1, 5, 20], 0.07, &dev, 7, budget).unwrap();
+        let search = Search {
+            n_classes: 3,
+            ks: &[1, 5, 20],
+            tau: 0.07,
+            chunk: 7,
+            budget,
+        };
+        let blocked = knn_search(&tr, &labels, &te, d, &search, &dev).unwrap();
         assert_eq!(blocked, one);
         assert_eq!(one.len(), 3);
     }
