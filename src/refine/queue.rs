@@ -11,6 +11,8 @@ use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 /// FIFO ring buffer of `size × dim` embeddings (not normalised; normalised at lookup).
 pub struct NnQueue {
     pub x: Tensor<2>,
+    /// `x` with unit rows, kept in step with it (each lookup would otherwise renormalise all).
+    xn: Tensor<2>,
     /// Device copy of `idx` for masking on GPUs (`None` on host devices, which mask on the CPU).
     idx_dev: Option<Tensor<2, Int>>,
     pub idx: Vec<i64>,
@@ -51,6 +53,7 @@ impl NnQueue {
         let idx_dev = (!select::host_device(&device))
             .then(|| Tensor::<2, Int>::from_data(TensorData::new(idx.clone(), [1, n]), &device));
         Self {
+            xn: l2n(x.clone()),
             x,
             idx_dev,
             idx,
@@ -79,7 +82,7 @@ impl NnQueue {
     ) -> Result<Lookup> {
         let device = self.x.device();
         let z = z.without_autodiff().detach();
-        let q = l2n(self.x.clone());
+        let q = self.xn.clone();
         let sim = l2n(z).matmul(q.clone().transpose());
         let [b, n] = sim.dims();
         let own: Vec<i64> = batch_idx.iter().map(|&i| i as i64).collect();
@@ -124,16 +127,18 @@ impl NnQueue {
         }
         // write contiguous runs (at most two because of the wrap-around)
         let first = rows.len().min(n - self.ptr);
-        self.x = self.x.clone().slice_assign(
-            [self.ptr..self.ptr + first, 0..d],
-            z.clone().narrow(0, 0, first),
-        );
-        if rows.len() > first {
-            let rest = rows.len() - first;
+        let zn = l2n(z.clone());
+        let runs = [(self.ptr, 0, first), (0, first, rows.len() - first)];
+        for (at, from, len) in runs.into_iter().filter(|r| r.2 > 0) {
+            let range = [at..at + len, 0..d];
             self.x = self
                 .x
                 .clone()
-                .slice_assign([0..rest, 0..d], z.narrow(0, first, rest));
+                .slice_assign(range.clone(), z.clone().narrow(0, from, len));
+            self.xn = self
+                .xn
+                .clone()
+                .slice_assign(range, zn.clone().narrow(0, from, len));
         }
         self.ptr = (self.ptr + rows.len()) % n;
         self.age.iter_mut().for_each(|a| *a += b as u64);
