@@ -8,7 +8,7 @@ use crate::select::{self, KeyMask};
 use anyhow::Result;
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 
-/// FIFO ring buffer of `size × dim` embeddings (not normalised; normalised at lookup).
+/// FIFO ring buffer of `size × dim` embeddings as enqueued, with a unit-row copy for lookups.
 pub struct NnQueue {
     pub x: Tensor<2>,
     /// `x` with unit rows, kept in step with it (each lookup would otherwise renormalise all).
@@ -139,26 +139,20 @@ impl NnQueue {
                 .xn
                 .clone()
                 .slice_assign(range, zn.clone().narrow(0, from, len));
+            self.upload_idx(at, len);
         }
         self.ptr = (self.ptr + rows.len()) % n;
         self.age.iter_mut().for_each(|a| *a += b as u64);
-        self.upload_idx(&rows);
     }
 
-    /// Copies the stored indices of the written `rows` (one or two contiguous runs) to the
-    /// device copy used for masking on GPUs.
-    fn upload_idx(&mut self, rows: &[usize]) {
-        let Some(mut dev) = self.idx_dev.take() else {
-            return;
-        };
-        let device = self.x.device();
-        for run in rows.chunk_by(|a, b| *b == a + 1) {
-            let (start, len) = (run[0], run.len());
-            let vals = TensorData::new(self.idx[start..start + len].to_vec(), [1, len]);
-            let vals = Tensor::<2, Int>::from_data(vals, &device);
-            dev = dev.slice_assign([0..1, start..start + len], vals);
+    /// Copies the stored indices of slots `at..at + len` to the device copy used for masking
+    /// on GPUs (nothing on host devices).
+    fn upload_idx(&mut self, at: usize, len: usize) {
+        if let Some(dev) = self.idx_dev.take() {
+            let vals = TensorData::new(self.idx[at..at + len].to_vec(), [1, len]);
+            let vals = Tensor::<2, Int>::from_data(vals, &self.x.device());
+            self.idx_dev = Some(dev.slice_assign([0..1, at..at + len], vals));
         }
-        self.idx_dev = Some(dev);
     }
 
     /// The queue's embeddings on the host (checkpointing).
