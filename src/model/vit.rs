@@ -191,9 +191,7 @@ impl Attention {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, n, d] = x.dims();
         let hd = d / self.heads;
-        let qkv = self
-            .qkv
-            .forward(x)
+        let qkv = token_linear(&self.qkv, x)
             .reshape([b, n, 3, self.heads, hd])
             .permute([2, 0, 3, 1, 4]);
         let part = |i| qkv.clone().narrow(0, i, 1).reshape([b, self.heads, n, hd]);
@@ -202,8 +200,20 @@ impl Attention {
             .matmul(k.swap_dims(2, 3))
             .mul_scalar(1.0 / (hd as f64).sqrt());
         let out = activation::softmax(scores, 3).matmul(v);
-        self.proj.forward(out.swap_dims(1, 2).reshape([b, n, d]))
+        token_linear(&self.proj, out.swap_dims(1, 2).reshape([b, n, d]))
     }
+}
+
+/// A linear layer over the tokens of `[B, N, D]`, run on the folded `[B·N, D]` rows. Burn's
+/// generic `linear` may keep the batch dim and broadcast the weight; its backward then forms
+/// one weight gradient per image (`[B, D, D_out]`, 144 MiB for 256 local views of ViT-Ti) and
+/// sums them, which is slow on CPUs and over lavapipe's buffer limit. Folding makes the
+/// weight gradient a single `[D, B·N] @ [B·N, D_out]` matmul.
+pub fn token_linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
+    let [b, n, d] = x.dims();
+    let y = layer.forward(x.reshape([b * n, d]));
+    let [_, out] = y.dims();
+    y.reshape([b, n, out])
 }
 
 #[derive(Module, Debug)]
@@ -214,7 +224,7 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.fc2.forward(activation::gelu(self.fc1.forward(x)))
+        token_linear(&self.fc2, activation::gelu(token_linear(&self.fc1, x)))
     }
 }
 
