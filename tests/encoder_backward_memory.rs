@@ -40,18 +40,28 @@ fn weight_gradients_do_not_scale_with_the_batch() {
     let dev = Device::flex().autodiff();
     let vit = Vit::from_tensors(&cfg, &cfg.random_tensors(3), &dev).expect("model");
     let mut rng = mimr::rng::Rng::new(5);
-    let pixels: Vec<f32> = (0..b * 3 * img * img).map(|_| rng.normal() as f32).collect();
+    let pixels: Vec<f32> = (0..b * 3 * img * img)
+        .map(|_| rng.normal() as f32)
+        .collect();
     let images = Tensor::<4>::from_data(TensorData::new(pixels, [b, 3, img, img]), &dev);
     let taps = Taps {
         blocks: vec![],
         final_output: true,
     };
-    let out = vit.forward(images, &taps).final_output.expect("final output");
+    let out = vit
+        .forward(images, &taps)
+        .final_output
+        .expect("final output");
     let loss = (out.clone() * out).mean();
     LARGEST.store(0, Ordering::Relaxed);
     let grads = loss.backward();
     let largest = LARGEST.load(Ordering::Relaxed);
-    let fc1 = vit.blocks[0].mlp.fc1.weight.grad(&grads).expect("fc1 gradient");
+    let fc1 = vit.blocks[0]
+        .mlp
+        .fc1
+        .weight
+        .grad(&grads)
+        .expect("fc1 gradient");
     assert_eq!(fc1.dims(), [64, 256]);
     assert!(
         largest < 8 << 20,

@@ -42,14 +42,17 @@ pub struct KnnArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct RefineArgs {
-    /// Backend: flex (CPU) or wgpu.
+    /// Backend: flex (CPU), ndarray (CPU, deprecated), wgpu.
     #[arg(long, default_value = "flex")]
     pub backend: String,
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
-    /// Minimum measuring time in seconds (after 2 warm-up steps).
+    /// Minimum measuring time in seconds (at least 2 measured steps).
     #[arg(long, default_value_t = 10.0)]
     pub seconds: f64,
+    /// Unmeasured steps first (kernel autotuning and shader compilation happen here on wgpu).
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -92,7 +95,7 @@ pub struct ForwardArgs {
 }
 
 #[allow(deprecated)] // ndarray is measured on purpose, to compare CPU backends
-fn backend(name: &str) -> Result<Device> {
+pub(super) fn backend(name: &str) -> Result<Device> {
     Ok(match name {
         "flex" => Device::flex(),
         "ndarray" => Device::ndarray(),

@@ -7,8 +7,7 @@ use crate::data::Batch;
 use crate::model::vit::VitConfig;
 use crate::refine::trainer::Trainer;
 use crate::rng::Rng;
-use anyhow::{Result, bail};
-use burn::tensor::{Device, DeviceKind};
+use anyhow::Result;
 use std::time::Instant;
 
 const BASE: &str = include_str!("../../configs/cpu_fashion_mnist.toml");
@@ -78,11 +77,7 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 pub fn run(a: RefineArgs) -> Result<()> {
-    let device = match a.backend.as_str() {
-        "flex" => Device::flex(),
-        "wgpu" => Device::wgpu(DeviceKind::DefaultDevice),
-        other => bail!("--backend {other}: use flex or wgpu"),
-    };
+    let device = super::bench::backend(&a.backend)?;
     let vit = VitConfig::prenorm(4, 192, 12, 3, 32);
     let mut t = Trainer::new(
         bench_config(a.batch)?,
@@ -92,8 +87,14 @@ pub fn run(a: RefineArgs) -> Result<()> {
     )?;
     let mut rng = Rng::new(1);
     let batch = synthetic_batch(a.batch, &mut rng);
-    for _ in 0..2 {
+    for i in 0..a.warmup {
+        let t0 = Instant::now();
         t.step(&batch, 3, 1e-4)?;
+        eprintln!(
+            "warm-up step {}: {:.1} s",
+            i + 1,
+            t0.elapsed().as_secs_f64()
+        );
     }
     let (start, mut steps) = (Instant::now(), 0usize);
     while steps < 2 || start.elapsed().as_secs_f64() < a.seconds {
