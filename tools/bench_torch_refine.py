@@ -124,8 +124,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--min-seconds", type=float, default=10.0)
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=os.cpu_count())
     args = ap.parse_args()
-    threads = os.cpu_count()
+    threads = args.threads
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, timm {timm.__version__}, threads {torch.get_num_threads()} "
