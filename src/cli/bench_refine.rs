@@ -102,8 +102,15 @@ pub fn run(a: RefineArgs) -> Result<()> {
         steps += 1;
     }
     let secs = start.elapsed().as_secs_f64();
+    // GPU memory pools keep their pages, so what they reserve after the steps is their peak
+    let pool = t.device.memory_pool_usage().map_or(String::new(), |u| {
+        format!(
+            ", device pool {:.0} MiB reserved",
+            u.bytes_reserved as f64 / (1 << 20) as f64
+        )
+    });
     println!(
-        "refine step vit-ti/4 2x32px+4x16px 4 heads(tiny) batch {} backend {}: {:.1} img/s ({:.0} ms/step, {steps} steps), peak RSS {}",
+        "refine step vit-ti/4 2x32px+4x16px 4 heads(tiny) batch {} backend {}: {:.1} img/s ({:.0} ms/step, {steps} steps), peak RSS {}{pool}",
         a.batch,
         a.backend,
         (steps * a.batch) as f64 / secs,
