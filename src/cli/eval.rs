@@ -99,12 +99,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let train = extract(Split::Train, args.train_limit)?;
     let test = extract(Split::Test, args.test_limit)?;
-    let n_classes = train
-        .labels
-        .iter()
-        .chain(&test.labels)
-        .max()
-        .map_or(0, |m| *m as usize + 1);
+    let n_classes = protocols::n_classes(&train.labels, &test.labels);
     anyhow::ensure!(
         n_classes >= 2,
         "{}: needs labels of at least 2 classes",

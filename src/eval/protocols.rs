@@ -64,6 +64,15 @@ impl Default for Options {
     }
 }
 
+/// Number of classes the labels of both splits span (largest label + 1; 0 without labels).
+pub fn n_classes(train: &[u32], test: &[u32]) -> usize {
+    train
+        .iter()
+        .chain(test)
+        .max()
+        .map_or(0, |m| *m as usize + 1)
+}
+
 /// Runs `protocols` with `train` as the bank / training set and `test` as queries; returns one
 /// JSON object with a key per protocol (`knn.k10`, `probe.best_accuracy`, `cluster.nmi`, …).
 /// Clustering runs k-means (k = number of classes) on the L2-normalised test features.

@@ -179,6 +179,20 @@ pub struct VitOutput {
     pub final_output: Option<Tensor<3>>,
 }
 
+impl VitOutput {
+    /// The tokens of block `block`, or the final output for `None`, if the forward returned it.
+    pub fn tap(&self, block: Option<usize>) -> Option<Tensor<3>> {
+        match block {
+            Some(i) => self
+                .blocks
+                .iter()
+                .find(|(j, _)| *j == i)
+                .map(|(_, t)| t.clone()),
+            None => self.final_output.clone(),
+        }
+    }
+}
+
 #[derive(Module, Debug)]
 pub struct Attention {
     pub qkv: Linear,

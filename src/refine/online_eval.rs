@@ -93,12 +93,7 @@ impl OnlineEval {
     pub fn run(&self, t: &Trainer, epoch: f64, log: &mut RunLog) -> Result<()> {
         let bank = embed_part(t, &self.bank)?;
         let queries = embed_part(t, &self.queries)?;
-        let n_classes = bank
-            .labels
-            .iter()
-            .chain(&queries.labels)
-            .max()
-            .map_or(0, |m| *m as usize + 1);
+        let n_classes = protocols::n_classes(&bank.labels, &queries.labels);
         ensure!(
             n_classes >= 2,
             "eval: the evaluation samples hold fewer than 2 classes: raise eval.train_size or set eval.every_epochs = 0"
@@ -277,16 +272,9 @@ pub fn embed_heads(t: &Trainer, imgs: Vec<f32>, n: usize) -> Result<Vec<Vec<f32>
         );
         let o = t.ema.forward(x, &taps);
         for (s, dst) in t.specs.iter().zip(&mut out) {
-            let tokens = match s.block {
-                Some(blk) => o
-                    .blocks
-                    .iter()
-                    .find(|(j, _)| *j == blk)
-                    .map(|(_, t)| t.clone()),
-                None => o.final_output.clone(),
-            };
             let f = host(pool(
-                tokens.context("a head's tap is missing from the forward")?,
+                o.tap(s.block)
+                    .context("a head's tap is missing from the forward")?,
                 Pool::Cls,
             ))?;
             dst.extend(f.data);

@@ -173,15 +173,11 @@ impl Trainer {
             .map(|s| {
                 let parts = outs
                     .iter()
-                    .map(|o| match s.block {
-                        Some(i) => o
-                            .blocks
-                            .iter()
-                            .find(|(j, _)| *j == i)
-                            .map(|(_, t)| t.clone()),
-                        None => o.final_output.clone(),
+                    .map(|o| {
+                        o.tap(s.block)
+                            .map(|t| pool(t, how))
+                            .context("tapped block missing")
                     })
-                    .map(|t| t.map(|t| pool(t, how)).context("tapped block missing"))
                     .collect::<Result<Vec<_>>>()?;
                 let x = Tensor::cat(parts, 0);
                 Ok(if stage3 { x } else { x.autodiff() })
