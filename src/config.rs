@@ -334,15 +334,18 @@ impl RefineConfig {
 }
 
 impl OnlineEvalConfig {
+    /// Online evaluation runs: a period and at least one protocol.
+    pub fn enabled(&self) -> bool {
+        self.every_epochs > 0 && !self.protocols.is_empty()
+    }
+
     fn validate(&self) -> Result<()> {
-        if self.every_epochs == 0 || self.protocols.is_empty() {
+        if !self.enabled() {
             return Ok(());
         }
-        ensure!(
-            ["train", "test"].contains(&self.split.as_str()),
-            "eval.split = `{}` must be train or test",
-            self.split
-        );
+        self.split
+            .parse::<crate::data::Split>()
+            .with_context(|| format!("eval.split = `{}`", self.split))?;
         ensure!(
             self.train_size >= 10,
             "eval.train_size = {} must be ≥ 10 (the kNN bank / probe training set)",

@@ -52,10 +52,34 @@ fn queue_lookup_and_knn_agree_between_wgpu_and_cpu() {
             q.enqueue(zt, &idx, &labels);
         }
     }
-    assert_eq!(qg.ptr, qc.ptr);
     assert_eq!(
         picks.0, picks.1,
         "neighbour picks differ between wgpu and CPU"
+    );
+    // a masked top-k applies the mask on the device and picks what the host selection picks
+    let s = rand(6 * 40);
+    let (row_keys, col_keys): (Vec<i64>, Vec<i64>) =
+        ((0..6).collect(), (0..40).map(|c| c % 7).collect());
+    let mask = mimr::select::KeyMask {
+        row_keys: &row_keys,
+        col_keys: &col_keys,
+        fill: -1.0,
+    };
+    let top = |dev: &Device| {
+        let t = Tensor::<2>::from_data(TensorData::new(s.clone(), [6, 40]), dev);
+        mimr::select::top_k(t, 5, Some(mask)).unwrap().cols
+    };
+    let (gpu_cols, cpu_cols) = (top(&gpu), top(&cpu));
+    assert_eq!(
+        gpu_cols, cpu_cols,
+        "masked top-k differs between wgpu and CPU"
+    );
+    assert!(
+        gpu_cols
+            .iter()
+            .enumerate()
+            .all(|(i, &c)| col_keys[c] != row_keys[i / 5]),
+        "a masked column was selected"
     );
     // kNN through the device topk path gives the CPU predictions
     let tr = rand(300 * d);

@@ -65,12 +65,6 @@ pub fn run(args: Args) -> Result<()> {
         .map(|p| p.parse::<Protocol>())
         .collect::<Result<Vec<_>>>()
         .context("--protocols")?;
-    let protos: Vec<Protocol> = protos
-        .iter()
-        .enumerate()
-        .filter(|(i, p)| !protos[..*i].contains(p))
-        .map(|(_, p)| *p)
-        .collect();
     let ck = checkpoint::load(&args.ckpt.checkpoint, args.ckpt.heads)?;
     let blocks = parse_blocks(&args.blocks, ck.config.depth)?;
     let device = args.device.select()?;

@@ -160,7 +160,7 @@ fn knn_search(
         let query = Tensor::<2>::from_data(TensorData::new(part, [len, dim]), device);
         let mut top: Option<select::TopK> = None;
         for (offset, block) in &blocks {
-            let t = select::top_k(query.clone().matmul(block.clone()), kmax)?;
+            let t = select::top_k(query.clone().matmul(block.clone()), kmax, None)?;
             top = Some(match top {
                 None => t.shifted(*offset),
                 Some(best) => best.merge(&t.shifted(*offset), kmax),

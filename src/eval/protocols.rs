@@ -74,8 +74,8 @@ pub fn n_classes(train: &[u32], test: &[u32]) -> usize {
 }
 
 /// Runs `protocols` with `train` as the bank / training set and `test` as queries; returns one
-/// JSON object with a key per protocol (`knn.k10`, `probe.best_accuracy`, `cluster.nmi`, …).
-/// Clustering runs k-means (k = number of classes) on the L2-normalised test features.
+/// JSON object with a key per protocol (`knn.k10`, `probe.best_accuracy`, `cluster.nmi`, …);
+/// a protocol listed twice runs once. Clustering runs k-means (k = number of classes) on the L2-normalised test features.
 pub fn evaluate(
     train: Features,
     test: Features,
@@ -87,6 +87,9 @@ pub fn evaluate(
     let mut r = Map::new();
     let d = train.dim;
     for p in protocols {
+        if r.contains_key(name(*p)) {
+            continue;
+        }
         let v = match p {
             Protocol::Knn => {
                 let acc = knn::knn_accuracy(
@@ -166,17 +169,28 @@ mod tests {
                 r
             })
             .collect();
-        let f = Features {
-            x: &x,
-            labels: &labels,
+        // disjoint halves, every class in both
+        let half = |r: std::ops::Range<usize>| Features {
+            x: &x[r.start * 4..r.end * 4],
+            labels: &labels[r],
             dim: 4,
         };
         let opts = Options {
             knn_ks: vec![1, 5],
             ..Options::default()
         };
-        let protos = [Protocol::Knn, Protocol::Cluster];
-        let r = evaluate(f, f, 3, &protos, &opts, &Device::flex()).unwrap();
+        // a repeated protocol runs once
+        let protos = [Protocol::Knn, Protocol::Cluster, Protocol::Knn];
+        let r = evaluate(
+            half(0..12),
+            half(12..24),
+            3,
+            &protos,
+            &opts,
+            &Device::flex(),
+        )
+        .unwrap();
+        assert_eq!(r.as_object().map(|o| o.len()), Some(2), "{r}");
         assert_eq!(r["knn"]["k1"], json!(1.0));
         assert_eq!(r["knn"]["k5"], json!(1.0));
         assert!(

@@ -41,7 +41,7 @@ impl OnlineEval {
     /// `None` when online evaluation is off. The query split is opened from `data.train`.
     pub fn new(cfg: &RefineConfig, train: Arc<dyn Dataset>) -> Result<Option<Self>> {
         let e = &cfg.eval;
-        if e.every_epochs == 0 || e.protocols.is_empty() {
+        if !e.enabled() {
             return Ok(None);
         }
         let split: Split = e.split.parse().context("eval.split")?;

@@ -87,18 +87,21 @@ impl NnQueue {
         let [b, n] = sim.dims();
         let own: Vec<i64> = batch_idx.iter().map(|&i| i as i64).collect();
         let k = k.clamp(1, n);
-        let top = if let Some(idx_dev) = &self.idx_dev {
-            let own = Tensor::<2, Int>::from_data(TensorData::new(own, [b, 1]), &device);
-            let mask = idx_dev.clone().expand([b, n]).equal(own.expand([b, n]));
-            select::top_k(sim.mask_fill(mask, -1.0), k)?
-        } else {
-            let mask = KeyMask {
-                row_keys: &own,
-                col_keys: &self.idx,
-                fill: -1.0,
-            };
-            let data = select::read_data(sim)?;
-            select::top_k_host(select::as_f32(&data)?, n, k, Some(mask))
+        // on GPUs the stored indices stay on the device, so the mask is applied there
+        let top = match &self.idx_dev {
+            Some(idx_dev) => {
+                let own = Tensor::<2, Int>::from_data(TensorData::new(own, [b, 1]), &device);
+                let equal = idx_dev.clone().expand([b, n]).equal(own.expand([b, n]));
+                select::top_k(sim.mask_fill(equal, -1.0), k, None)?
+            }
+            None => {
+                let mask = KeyMask {
+                    row_keys: &own,
+                    col_keys: &self.idx,
+                    fill: -1.0,
+                };
+                select::top_k(sim, k, Some(mask))?
+            }
         };
         let picks: Vec<usize> = (0..b).map(|i| top.row_cols(i)[rng.below(k)]).collect();
         let sel = Tensor::<1, Int>::from_data(
@@ -131,14 +134,12 @@ impl NnQueue {
         let runs = [(self.ptr, 0, first), (0, first, rows.len() - first)];
         for (at, from, len) in runs.into_iter().filter(|r| r.2 > 0) {
             let range = [at..at + len, 0..d];
-            self.x = self
-                .x
-                .clone()
-                .slice_assign(range.clone(), z.clone().narrow(0, from, len));
-            self.xn = self
-                .xn
-                .clone()
-                .slice_assign(range, zn.clone().narrow(0, from, len));
+            // moved out, not cloned: a buffer with one owner is written in place, a shared one
+            // is copied whole (65 536 rows) first
+            let x = std::mem::replace(&mut self.x, Tensor::empty([0, d], &z.device()));
+            self.x = x.slice_assign(range.clone(), z.clone().narrow(0, from, len));
+            let xn = std::mem::replace(&mut self.xn, Tensor::empty([0, d], &z.device()));
+            self.xn = xn.slice_assign(range, zn.clone().narrow(0, from, len));
             self.upload_idx(at, len);
         }
         self.ptr = (self.ptr + rows.len()) % n;
