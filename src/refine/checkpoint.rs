@@ -24,9 +24,9 @@ pub struct State {
     pub heads: Vec<String>,
     pub queues: Vec<QueueState>,
     /// Where the loader stands in the current epoch (absent in checkpoints of older versions:
-    /// the resume then re-reads the epoch up to the step).
+    /// the default position does not match the step, so the resume re-reads the epoch).
     #[serde(default)]
-    pub data_pos: Option<crate::data::EpochPosition>,
+    pub data_pos: crate::data::EpochPosition,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -65,7 +65,7 @@ pub fn save(t: &Trainer, run_dir: &Path, log_offset: u64, keep: usize) -> Result
         step: t.step,
         opt_step: t.opt.step,
         log_offset,
-        data_pos: Some(t.data_pos),
+        data_pos: t.data_pos,
         heads: t.specs.iter().map(|s| s.name.clone()).collect(),
         queues: t
             .queues
@@ -167,7 +167,7 @@ pub fn load(t: &mut Trainer, dir: &Path) -> Result<State> {
     t.opt
         .load_state(&strip(&map, "opt."), state.opt_step, &t.device);
     t.step = state.step;
-    t.data_pos = state.data_pos.unwrap_or_default();
+    t.data_pos = state.data_pos;
     Ok(state)
 }
 

@@ -177,14 +177,14 @@ fn headline(r: &Value) -> String {
 }
 
 /// `n` indices spread evenly over `0..len` (all of them when `n ≥ len`).
-pub fn spread(len: usize, n: usize) -> Vec<usize> {
+fn spread(len: usize, n: usize) -> Vec<usize> {
     let n = n.min(len);
     (0..n).map(|i| i * len / n).collect()
 }
 
 /// Disjoint bank and query indices spread evenly over `0..len`, at most `bank + queries` of them,
 /// the queries interleaved among the bank in proportion.
-pub fn disjoint(len: usize, bank: usize, queries: usize) -> (Vec<usize>, Vec<usize>) {
+fn disjoint(len: usize, bank: usize, queries: usize) -> (Vec<usize>, Vec<usize>) {
     let all = spread(len, bank + queries);
     let m = all.len();
     // queries keep their share of what fits, and both parts get one sample when m ≥ 2

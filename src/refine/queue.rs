@@ -10,7 +10,7 @@ use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 
 /// FIFO ring buffer of `size × dim` embeddings as enqueued, with a unit-row copy for lookups.
 pub struct NnQueue {
-    pub x: Tensor<2>,
+    x: Tensor<2>,
     /// `x` with unit rows, kept in step with it (each lookup would otherwise renormalise all).
     xn: Tensor<2>,
     /// Device copy of `idx` for masking on GPUs (`None` on host devices, which mask on the CPU).
