@@ -1,6 +1,7 @@
 //! Host-side f32 tensors and named tensor maps: the common currency between checkpoint
-//! readers, the model builder and exporters (no device, no autodiff).
+//! readers, the model builder and exporters; `host` copies a device tensor into one.
 
+use burn::tensor::Tensor;
 use std::collections::BTreeMap;
 
 /// A dense row-major f32 tensor living in host memory.
@@ -59,3 +60,14 @@ impl HostTensor {
 
 /// Tensors by name, ordered by name for stable listings.
 pub type TensorMap = BTreeMap<String, HostTensor>;
+
+/// Copies a device tensor to the host as f32.
+pub fn host<const N: usize>(t: Tensor<N>) -> anyhow::Result<HostTensor> {
+    let shape = t.dims().to_vec();
+    let data = t
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("reading tensor back from the device: {e:?}"))?;
+    HostTensor::new(shape, data)
+}

@@ -3,7 +3,6 @@
 
 pub mod checkpoint;
 pub mod cli;
-pub mod config;
 pub mod data;
 pub mod device;
 pub mod eval;
@@ -11,6 +10,9 @@ pub mod fsutil;
 pub mod host;
 pub mod images;
 pub mod model;
+pub mod progress;
 pub mod refine;
 pub mod rng;
+pub mod runlog;
 pub mod select;
+pub mod train;

@@ -6,6 +6,7 @@
 
 use anyhow::{Result, anyhow};
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use rayon::prelude::*;
 
 /// The k best `(score, column)` pairs of every row, row-major `[rows, k]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,26 +96,24 @@ pub fn top_k(scores: Tensor<2>, k: usize, mask: Option<KeyMask>) -> Result<TopK>
     Ok(sort_rows(vals, idx, k))
 }
 
-/// Partial selection of the top-`k` of each row of a row-major `[rows, cols]` matrix, split
-/// over the available CPU threads; `mask` demotes (row, column) pairs with equal keys.
+/// Partial selection of the top-`k` of each row of a row-major `[rows, cols]` matrix, rows in
+/// parallel on the rayon threads; `mask` demotes (row, column) pairs with equal keys.
 pub fn top_k_host(scores: &[f32], cols: usize, k: usize, mask: Option<KeyMask>) -> TopK {
     let rows = scores.len().checked_div(cols).unwrap_or(0);
     let k = k.clamp(1, cols.max(1));
-    let parts = crate::eval::par_ranges(rows, |range| {
-        let mut out_s = vec![0f32; range.len() * k];
-        let mut out_c = vec![0usize; range.len() * k];
-        let outs = out_s.chunks_mut(k).zip(out_c.chunks_mut(k));
-        for (r, (rs, rc)) in range.zip(outs) {
+    let (mut out_s, mut out_c) = (vec![0f32; rows * k], vec![0usize; rows * k]);
+    out_s
+        .par_chunks_mut(k)
+        .zip(out_c.par_chunks_mut(k))
+        .enumerate()
+        .for_each(|(r, (rs, rc))| {
             let masked = mask.map(|m| (m, m.row_keys[r]));
             select_row(&scores[r * cols..(r + 1) * cols], masked, rs, rc);
-        }
-        (out_s, out_c)
-    });
-    let (scores, cols) = parts.into_iter().unzip::<_, _, Vec<_>, Vec<_>>();
+        });
     TopK {
         k,
-        scores: scores.concat(),
-        cols: cols.concat(),
+        scores: out_s,
+        cols: out_c,
     }
 }
 

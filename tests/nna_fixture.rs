@@ -5,8 +5,7 @@
 mod common;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
-use mimr::host::{HostTensor, TensorMap};
-use mimr::model::vit::host;
+use mimr::host::{HostTensor, TensorMap, host};
 use mimr::refine::heads::Head;
 use mimr::refine::loss::{LossVariant, head_loss};
 use mimr::refine::queue::{NnQueue, l2n};

@@ -2,7 +2,14 @@
 //! Vulkan adapter; it fails (never skips) when no wgpu adapter exists.
 
 mod common;
-use burn::tensor::{Device, DeviceKind};
+use burn::tensor::Device;
+
+/// The adapter `--device wgpu` takes (Burn opened with that adapter's API pinned).
+fn wgpu() -> Device {
+    mimr::device::select(mimr::device::DeviceChoice::Wgpu)
+        .expect("a wgpu adapter")
+        .device
+}
 
 #[test]
 fn all_fixture_formats_match_pytorch_on_wgpu() {
@@ -12,7 +19,7 @@ fn all_fixture_formats_match_pytorch_on_wgpu() {
         "no wgpu adapter: install a Vulkan driver (Debian: mesa-vulkan-drivers) to run the wgpu tests"
     );
     eprintln!("wgpu adapters: {adapters:?}");
-    let device = Device::wgpu(DeviceKind::DefaultDevice);
+    let device = wgpu();
     for (ckpt, heads) in common::FIXTURES {
         let (worst, at) = common::parity(ckpt, heads, &device);
         assert!(worst <= 1e-4, "max abs diff {worst} at {at}");
@@ -27,7 +34,7 @@ fn queue_lookup_and_knn_agree_between_wgpu_and_cpu() {
     use burn::tensor::{Tensor, TensorData};
     use mimr::refine::queue::NnQueue;
     use mimr::rng::Rng;
-    let gpu = Device::wgpu(DeviceKind::DefaultDevice);
+    let gpu = wgpu();
     let cpu = Device::flex();
     let (n, d, b) = (40, 8, 6);
     let mut rng = Rng::new(11);

@@ -1,9 +1,11 @@
 //! `mimr bench forward`: ViT forward (and forward+backward) throughput of a preset on a chosen
 //! backend, reported in img/s; the figures in BENCHMARKS.md come from this command.
 
+use super::bench_refine::{self, RefineArgs};
+use crate::device::Backend;
 use crate::model::vit::{Taps, Vit, VitConfig};
-use anyhow::{Result, bail};
-use burn::tensor::{Device, DeviceKind, Distribution, Tensor};
+use anyhow::Result;
+use burn::tensor::{Distribution, Tensor};
 use std::time::Instant;
 
 #[derive(clap::Args, Debug)]
@@ -32,27 +34,12 @@ pub struct KnnArgs {
     pub test: usize,
     #[arg(long, default_value_t = 256)]
     pub dim: usize,
-    /// Backend: flex (CPU) or wgpu.
-    #[arg(long, default_value = "flex")]
-    pub backend: String,
+    /// Burn backend to measure.
+    #[arg(long, value_enum, default_value_t = Backend::Flex)]
+    pub backend: Backend,
     /// Test rows per similarity chunk.
     #[arg(long, default_value_t = 1024)]
     pub chunk: usize,
-}
-
-#[derive(clap::Args, Debug)]
-pub struct RefineArgs {
-    /// Backend: flex (CPU), ndarray (CPU, deprecated), wgpu.
-    #[arg(long, default_value = "flex")]
-    pub backend: String,
-    #[arg(long, default_value_t = 64)]
-    pub batch: usize,
-    /// Minimum measuring time in seconds (at least 2 measured steps).
-    #[arg(long, default_value_t = 10.0)]
-    pub seconds: f64,
-    /// Unmeasured steps first (kernel autotuning and shader compilation happen here on wgpu).
-    #[arg(long, default_value_t = 2)]
-    pub warmup: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -83,9 +70,9 @@ pub struct ForwardArgs {
     pub image_size: usize,
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
-    /// Backend: flex (CPU), ndarray (CPU, deprecated), wgpu.
-    #[arg(long, default_value = "flex")]
-    pub backend: String,
+    /// Burn backend to measure.
+    #[arg(long, value_enum, default_value_t = Backend::Flex)]
+    pub backend: Backend,
     /// Time forward + backward (sum of outputs) instead of forward only.
     #[arg(long)]
     pub backward: bool,
@@ -94,21 +81,11 @@ pub struct ForwardArgs {
     pub seconds: f64,
 }
 
-#[allow(deprecated)] // ndarray is measured on purpose, to compare CPU backends
-pub(super) fn backend(name: &str) -> Result<Device> {
-    Ok(match name {
-        "flex" => Device::flex(),
-        "ndarray" => Device::ndarray(),
-        "wgpu" => Device::wgpu(DeviceKind::DefaultDevice),
-        other => bail!("--backend {other}: use flex, ndarray or wgpu"),
-    })
-}
-
 pub fn run(args: Args) -> Result<()> {
     match args.what {
         What::Forward(a) => forward(a),
         What::Data(a) => data(a),
-        What::Refine(a) => super::bench_refine::run(a),
+        What::Refine(a) => bench_refine::run(a),
         What::Knn(a) => knn(a),
     }
 }
@@ -146,7 +123,7 @@ fn data(a: DataArgs) -> Result<()> {
 }
 
 fn knn(a: KnnArgs) -> Result<()> {
-    let device = backend(&a.backend)?;
+    let device = a.backend.device()?;
     let mut rng = crate::rng::Rng::new(0);
     let mut feats = |n: usize| -> (Vec<f32>, Vec<u32>) {
         let labels: Vec<u32> = (0..n).map(|_| rng.below(10) as u32).collect();
@@ -200,7 +177,7 @@ fn forward(a: ForwardArgs) -> Result<()> {
         "--image-size must be a multiple of the patch size {}",
         cfg.patch_size
     );
-    let base = backend(&a.backend)?;
+    let base = a.backend.device()?;
     let device = if a.backward { base.autodiff() } else { base };
     let model = Vit::from_tensors(&cfg, &cfg.random_tensors(0), &device)?;
     let taps = Taps {

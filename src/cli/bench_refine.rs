@@ -1,14 +1,30 @@
 //! `mimr bench refine`: img/s and peak memory of one stage-3 MIM-Refiner step (ViT-Ti/4, 2 global
 //! views at 32 px + 4 local at 16 px, heads main + blocks 8–10 of size `tiny`, queue 65536).
 
-use super::bench::RefineArgs;
-use crate::config::RefineConfig;
 use crate::data::Batch;
+use crate::device::Backend;
 use crate::model::vit::VitConfig;
+use crate::refine::config::RefineConfig;
 use crate::refine::trainer::Trainer;
 use crate::rng::Rng;
 use anyhow::Result;
 use std::time::Instant;
+
+/// `mimr bench refine` options.
+#[derive(clap::Args, Debug)]
+pub struct RefineArgs {
+    /// Burn backend to measure.
+    #[arg(long, value_enum, default_value_t = Backend::Flex)]
+    pub backend: Backend,
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Minimum measuring time in seconds (at least 2 measured steps).
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Unmeasured steps first (kernel autotuning and shader compilation happen here on wgpu).
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+}
 
 const BASE: &str = include_str!("../../configs/cpu_fashion_mnist.toml");
 
@@ -77,7 +93,7 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 pub fn run(a: RefineArgs) -> Result<()> {
-    let device = super::bench::backend(&a.backend)?;
+    let device = a.backend.device()?;
     let vit = VitConfig::prenorm(4, 192, 12, 3, 32);
     let mut t = Trainer::new(
         bench_config(a.batch)?,

@@ -5,9 +5,11 @@ use super::{CkptArgs, DeviceArgs};
 use crate::checkpoint::{self, st};
 use crate::host::{HostTensor, TensorMap};
 use crate::images;
-use crate::model::vit::{Pool, Taps, Vit, host, pool};
+use crate::model::features::{self, Tap};
+use crate::model::vit::{Pool, Vit};
+use crate::progress::Progress;
 use anyhow::{Context, Result, bail};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -150,7 +152,7 @@ fn read_inputs(args: &Args, cfg: &crate::model::vit::VitConfig) -> Result<Inputs
     let files = images::list_images(dir)?;
     let (data, used, skipped) = images::load_folder(&files, resize, crop);
     for (p, why) in &skipped {
-        eprintln!("warning: skipped unreadable image {}: {why}", p.display());
+        tracing::warn!("skipped unreadable image {}: {why}", p.display());
     }
     anyhow::ensure!(!used.is_empty(), "no readable images in {}", dir.display());
     let names: Vec<String> = used
@@ -178,7 +180,8 @@ fn check_size(cfg: &crate::model::vit::VitConfig, c: usize, h: usize, w: usize) 
     Ok(())
 }
 
-/// Runs the model batch by batch and gathers pooled features per block and for `final`.
+/// Runs the model batch by batch and gathers pooled features per block and for `final` (the
+/// encoder output, or the last block's raw output without the final norm).
 #[allow(clippy::too_many_arguments)]
 pub fn embed(
     model: &Vit,
@@ -190,52 +193,32 @@ pub fn embed(
     batch: usize,
     device: &Device,
 ) -> Result<TensorMap> {
-    let [b, c, h, w] = shape;
-    let per = c * h * w;
-    let depth = model.depth();
-    let mut taps = Taps {
-        blocks: blocks.to_vec(),
-        final_output: final_norm,
+    let last: Tap = if final_norm {
+        None
+    } else {
+        Some(model.depth() - 1)
     };
-    if !final_norm && !taps.blocks.contains(&(depth - 1)) {
-        taps.blocks.push(depth - 1);
-    }
-    let mut acc: Vec<(String, Vec<f32>, usize)> = Vec::new();
-    for start in (0..b).step_by(batch.max(1)) {
-        let n = batch.max(1).min(b - start);
-        let x = Tensor::<4>::from_data(
-            TensorData::new(
-                images[start * per..(start + n) * per].to_vec(),
-                [n, c, h, w],
-            ),
-            device,
-        );
-        let out = model.forward(x, &taps);
-        let mut items: Vec<(String, Tensor<3>)> = out
-            .blocks
-            .iter()
-            .filter(|(i, _)| blocks.contains(i))
-            .map(|(i, t)| (format!("block.{i}"), t.clone()))
-            .collect();
-        let fin = match out.final_output {
-            Some(f) => f,
-            None => out
-                .blocks
-                .iter()
-                .find(|(i, _)| *i == depth - 1)
-                .map(|(_, t)| t.clone())
-                .context("last block missing")?,
-        };
-        items.push(("final".into(), fin));
-        for (k, (name, t)) in items.into_iter().enumerate() {
-            let pooled = host(pool(t, how))?;
-            if acc.len() <= k {
-                acc.push((name, Vec::new(), pooled.shape[1]));
-            }
-            acc[k].1.extend(pooled.data);
-        }
-    }
-    acc.into_iter()
-        .map(|(name, data, d)| Ok((name, HostTensor::new(vec![b, d], data)?)))
+    let mut taps: Vec<Tap> = blocks.iter().map(|&b| Some(b)).collect();
+    taps.push(last);
+    let mut bar = Progress::new("embed", "img", shape[0] as u64, 0);
+    let feats = features::extract(
+        model,
+        features::chunks_of(images, shape, batch),
+        &taps,
+        how,
+        device,
+        |n| bar.inc(n as u64),
+    )?;
+    let n_blocks = blocks.len();
+    feats
+        .into_iter()
+        .enumerate()
+        .map(|(k, f)| {
+            let name = match f.tap {
+                Some(b) if k < n_blocks => format!("block.{b}"),
+                _ => "final".to_string(),
+            };
+            Ok((name, HostTensor::new(vec![shape[0], f.dim], f.data)?))
+        })
         .collect()
 }

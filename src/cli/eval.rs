@@ -8,9 +8,11 @@ use crate::data::{self, Split};
 use crate::eval::probe;
 use crate::eval::protocols::{self, Protocol};
 use crate::host::{HostTensor, TensorMap};
-use crate::model::vit::{Pool, Taps, host, pool};
+use crate::model::features::{self, ImageChunk, Tap};
+use crate::model::vit::Pool;
+use crate::progress::Progress;
 use anyhow::{Context, Result};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 
@@ -207,39 +209,40 @@ fn extract(
 ) -> Result<TensorMap> {
     let ds = data::open(data, split)?;
     let (n, size) = (limit.min(ds.len()), spec.size);
+    let s = size as usize;
     let mut labels = Vec::with_capacity(n);
-    let mut acc: Vec<Vec<f32>> = vec![Vec::new(); names.len()];
     let resize = (size as f64 / 0.875).round() as u32;
-    for start in (0..n).step_by(64) {
+    let chunks = (0..n).step_by(64).map(|start| {
         let m = 64.min(n - start);
-        let mut x = Vec::new();
+        let mut x = Vec::with_capacity(m * 3 * s * s);
         for i in start..start + m {
-            let s = ds
+            let sample = ds
                 .get(i * ds.len() / n)
                 .with_context(|| format!("{}: sample {i}", ds.describe()))?;
-            labels.push(s.label.context("eval needs a labelled dataset")? as f32);
-            x.extend(data::eval_view(&s.image, resize, size));
+            labels.push(sample.label.context("eval needs a labelled dataset")? as f32);
+            x.extend(data::eval_view(&sample.image, resize, size));
         }
-        let t = Tensor::<4>::from_data(
-            TensorData::new(x, [m, 3, size as usize, size as usize]),
-            device,
-        );
-        let o = model.forward(
-            t,
-            &Taps {
-                blocks: spec.blocks.to_vec(),
-                final_output: spec.final_norm,
-            },
-        );
-        let toks = o.blocks.into_iter().map(|(_, t)| t).chain(o.final_output);
-        for (k, tok) in toks.enumerate() {
-            acc[k].extend(host(pool(tok, spec.pool))?.data);
-        }
+        Ok(ImageChunk {
+            data: x,
+            shape: [m, 3, s, s],
+        })
+    });
+    let mut taps: Vec<Tap> = spec.blocks.iter().map(|&b| Some(b)).collect();
+    if spec.final_norm {
+        taps.push(None);
     }
+    let label = format!("features ({})", split.name());
+    let mut bar = Progress::new(&label, "img", n as u64, 0);
+    let feats = features::extract(model, chunks, &taps, spec.pool, device, |m| {
+        bar.inc(m as u64)
+    })?;
+    drop(bar);
     let mut map = TensorMap::new();
-    for (name, f) in names.iter().zip(acc) {
-        let d = f.len() / n.max(1);
-        map.insert(format!("feat.{name}"), HostTensor::new(vec![n, d], f)?);
+    for (name, f) in names.iter().zip(feats) {
+        map.insert(
+            format!("feat.{name}"),
+            HostTensor::new(vec![n, f.dim], f.data)?,
+        );
     }
     map.insert("labels".into(), HostTensor::new(vec![n], labels)?);
     Ok(map)

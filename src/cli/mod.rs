@@ -1,5 +1,5 @@
-//! Command-line interface (clap): `info`, `embed`, `export`, `data` and `bench`, each a small module
-//! over the library; errors are printed with their full context chain, never as a panic.
+//! Command-line interface (clap): `info`, `embed`, `eval`, `export`, `refine`, `data` and `bench`,
+//! each a small module over the library; errors print their full context chain, never a panic.
 
 mod bench;
 mod bench_refine;
@@ -8,6 +8,7 @@ mod embed;
 mod eval;
 mod export;
 mod info;
+mod logging;
 mod refine;
 
 use crate::device::DeviceChoice;
@@ -21,6 +22,9 @@ use std::path::PathBuf;
     about = "MIM-Refiner in Rust: load, inspect, embed and refine MIM ViTs"
 )]
 pub struct Cli {
+    /// More log detail: -v debug, -vv trace (RUST_LOG overrides).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -65,14 +69,16 @@ impl DeviceArgs {
     /// Selects the device and tells the user which one and why (on stderr).
     pub fn select(&self) -> anyhow::Result<burn::tensor::Device> {
         let s = crate::device::select(self.device)?;
-        eprintln!("device: {} ({})", s.label, s.reason);
+        tracing::info!("device: {} ({})", s.label, s.reason);
         Ok(s.device)
     }
 }
 
 /// Runs the CLI and maps errors to exit code 1 with the whole context chain.
 pub fn main() -> std::process::ExitCode {
+    crate::device::quiet_headless_vulkan();
     let cli = Cli::parse();
+    logging::init(cli.verbose);
     let result = match cli.command {
         Command::Info(a) => info::run(a),
         Command::Embed(a) => embed::run(a),

@@ -1,11 +1,11 @@
 //! `mimr refine --config run.toml [--set key=value …]`: validates the config, then runs or
-//! resumes the refinement; Ctrl-C writes a checkpoint and exits cleanly.
+//! resumes the refinement; Ctrl-C finishes the step, writes a checkpoint and exits cleanly.
 
-use crate::config::RefineConfig;
+use crate::refine::config::RefineConfig;
+use crate::train::Control;
 use anyhow::Result;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -19,9 +19,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let cfg = RefineConfig::load(&args.config, &args.set)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    install_sigint(stop.clone());
-    let out = crate::refine::run::refine(cfg, stop)?;
+    let control = Arc::new(Control::default());
+    on_ctrl_c(control.clone());
+    let out = crate::refine::run::refine(cfg, &control)?;
     println!(
         "{} after {} steps; run dir {} (encoder_ema.safetensors, events.jsonl, checkpoints/)",
         if out.interrupted {
@@ -35,27 +35,21 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-static SIGINT: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_sigint(_signal: libc::c_int) {
-    if SIGINT.swap(true, Ordering::SeqCst) {
-        // second Ctrl-C: abort at once (async-signal-safe exit)
-        unsafe { libc::_exit(130) };
-    }
-}
-
-/// Routes Ctrl-C (SIGINT) to `stop`: the run finishes its step, checkpoints and exits; a second
-/// Ctrl-C aborts immediately.
-fn install_sigint(stop: Arc<AtomicBool>) {
-    // SAFETY: the handler only touches an atomic and calls the async-signal-safe `_exit`.
-    unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
-    std::thread::spawn(move || {
-        while !SIGINT.load(Ordering::SeqCst) {
-            std::thread::sleep(std::time::Duration::from_millis(100));
+/// The first Ctrl-C asks the loop to stop after its step (it writes a checkpoint); a second one
+/// exits at once (the newest checkpoint on disk stays complete either way).
+pub fn on_ctrl_c(control: Arc<Control>) {
+    let installed = ctrlc::set_handler(move || {
+        if control.stopped() {
+            std::process::exit(130);
         }
-        eprintln!(
-            "\nCtrl-C: finishing the current step and writing a checkpoint (press again to abort)"
-        );
-        stop.store(true, Ordering::SeqCst);
+        crate::progress::suspend(|| {
+            eprintln!(
+                "\nCtrl-C: finishing the current step and writing a checkpoint (press again to abort)"
+            )
+        });
+        control.stop();
     });
+    if let Err(e) = installed {
+        tracing::warn!("Ctrl-C handler not installed: {e}");
+    }
 }

@@ -1,17 +1,9 @@
 //! The per-view augmentations of method.md §4.1 as pure functions on 8-bit RGB images, each random
 //! draw taken from a caller-supplied `Rng` and reported in `ViewParams` (torchvision / PIL semantics).
 
+pub use super::resize::{CropBox, resize_bicubic};
 use crate::rng::Rng;
 use image::RgbImage;
-
-/// A crop rectangle in pixels (torchvision's `i, j, h, w`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CropBox {
-    pub top: u32,
-    pub left: u32,
-    pub height: u32,
-    pub width: u32,
-}
 
 /// Colour-jitter draws: the order of the four ops (0 brightness, 1 contrast, 2 saturation, 3 hue)
 /// and each factor, `None` when that strength is 0 (torchvision skips the op then).
@@ -96,88 +88,6 @@ fn centre_crop_in_ratio(width: u32, height: u32, ratio: [f64; 2]) -> CropBox {
         height: h,
         width: w,
     }
-}
-
-/// PIL's bicubic kernel (a = -0.5).
-fn cubic(x: f32) -> f32 {
-    const A: f32 = -0.5;
-    let x = x.abs();
-    if x < 1.0 {
-        ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
-    } else if x < 2.0 {
-        (((x - 5.0) * x + 8.0) * x - 4.0) * A
-    } else {
-        0.0
-    }
-}
-
-/// PIL-style antialiased resampling weights: per output pixel, the first input index and the
-/// normalised weights (the kernel is stretched by the downscale factor).
-fn weights(in_size: usize, out_size: usize) -> Vec<(usize, Vec<f32>)> {
-    let scale = in_size as f64 / out_size as f64;
-    let fscale = scale.max(1.0);
-    let support = 2.0 * fscale;
-    (0..out_size)
-        .map(|o| {
-            let center = (o as f64 + 0.5) * scale;
-            let lo = (center - support + 0.5).floor().max(0.0) as usize;
-            let hi = ((center + support + 0.5).floor() as usize)
-                .min(in_size)
-                .max(lo + 1);
-            let mut w: Vec<f32> = (lo..hi)
-                .map(|i| cubic(((i as f64 - center + 0.5) / fscale) as f32))
-                .collect();
-            let sum: f32 = w.iter().sum();
-            if sum != 0.0 {
-                w.iter_mut().for_each(|v| *v /= sum);
-            }
-            (lo, w)
-        })
-        .collect()
-}
-
-/// Crops `crop` out of `img` (clamped to the image) and resizes it to `out_w × out_h` with PIL's
-/// bicubic filter, as torchvision's `resized_crop` does (crop first, so edges clamp to the crop).
-pub fn resize_bicubic(img: &RgbImage, crop: CropBox, out_w: u32, out_h: u32) -> RgbImage {
-    let mut out = RgbImage::new(out_w, out_h);
-    let left = crop.left.min(img.width()) as usize;
-    let top = crop.top.min(img.height()) as usize;
-    let cw = (crop.width as usize).min(img.width() as usize - left);
-    let ch = (crop.height as usize).min(img.height() as usize - top);
-    let (ow, oh) = (out_w as usize, out_h as usize);
-    if cw == 0 || ch == 0 || ow == 0 || oh == 0 {
-        return out;
-    }
-    let src = img.as_raw();
-    let stride = img.width() as usize * 3;
-    let (wx, wy) = (weights(cw, ow), weights(ch, oh));
-    let mut tmp = vec![0f32; ch * ow * 3];
-    for (y, trow) in tmp.chunks_exact_mut(ow * 3).enumerate() {
-        let row = &src[(top + y) * stride + left * 3..(top + y) * stride + (left + cw) * 3];
-        for (x, (lo, w)) in wx.iter().enumerate() {
-            let mut acc = [0f32; 3];
-            for (k, &wk) in w.iter().enumerate() {
-                let p = (lo + k) * 3;
-                acc[0] += row[p] as f32 * wk;
-                acc[1] += row[p + 1] as f32 * wk;
-                acc[2] += row[p + 2] as f32 * wk;
-            }
-            trow[x * 3..x * 3 + 3].copy_from_slice(&acc);
-        }
-    }
-    let dst: &mut [u8] = &mut out;
-    let mut acc = vec![0f32; ow * 3];
-    for (drow, (lo, w)) in dst.chunks_exact_mut(ow * 3).zip(&wy) {
-        acc.fill(0.0);
-        for (k, &wk) in w.iter().enumerate() {
-            let trow = &tmp[(lo + k) * ow * 3..(lo + k + 1) * ow * 3];
-            acc.iter_mut().zip(trow).for_each(|(a, &t)| *a += t * wk);
-        }
-        drow.iter_mut()
-            .zip(&acc)
-            .for_each(|(d, &a)| *d = a.round().clamp(0.0, 255.0) as u8);
-    }
-    out
 }
 
 /// Mirrors the image left–right in place.
@@ -506,38 +416,6 @@ mod tests {
     }
 
     #[test]
-    fn resize_keeps_constants_and_identity() {
-        let flat = RgbImage::from_pixel(37, 29, image::Rgb([10, 200, 77]));
-        let box_ = CropBox {
-            top: 3,
-            left: 5,
-            height: 20,
-            width: 30,
-        };
-        for (ow, oh) in [(8, 8), (64, 48), (30, 20)] {
-            let out = resize_bicubic(&flat, box_, ow, oh);
-            assert_eq!(out.dimensions(), (ow, oh));
-            assert!(out.pixels().all(|p| p.0 == [10, 200, 77]));
-        }
-        let img = noise(30, 20, 3);
-        let full = CropBox {
-            top: 0,
-            left: 0,
-            height: 20,
-            width: 30,
-        };
-        assert_eq!(resize_bicubic(&img, full, 30, 20), img);
-        let sub = CropBox {
-            top: 2,
-            left: 4,
-            height: 10,
-            width: 12,
-        };
-        let expect = image::imageops::crop_imm(&img, 4, 2, 12, 10).to_image();
-        assert_eq!(resize_bicubic(&img, sub, 12, 10), expect);
-    }
-
-    #[test]
     fn hflip_mirrors_and_twice_is_identity() {
         let img = noise(5, 3, 4);
         let mut f = img.clone();
@@ -685,7 +563,7 @@ mod tests {
     #[test]
     fn normalisation_round_trips() {
         let img = noise(7, 5, 8);
-        let (mean, std) = (crate::images::IMAGENET_MEAN, crate::images::IMAGENET_STD);
+        let (mean, std) = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]);
         let chw = normalize_chw(&img, mean, std);
         assert_eq!(chw.len(), 3 * 7 * 5);
         let p = img.get_pixel(3, 2);

@@ -251,14 +251,14 @@ mod tests {
         }
         std::fs::write(dir.join("test_batch.bin"), record(&[0], 0)).unwrap();
         assert_eq!(detect(root.path()), Some(dir.clone()));
-        let ds = crate::data::dataset::open(root.path(), Split::Train).unwrap();
+        let ds = crate::data::open(root.path(), Split::Train).unwrap();
         assert_eq!(ds.len(), 10);
         let s = ds.get(4).unwrap();
         assert_eq!(s.label, Some(3));
         assert_eq!(s.image.get_pixel(5, 7).0, [5, 7, 103]);
         assert_eq!(ds.classes()[3], "cat");
         assert_eq!(ds.label(5).unwrap(), Some(9));
-        let test = crate::data::dataset::open(root.path(), Split::Test).unwrap();
+        let test = crate::data::open(root.path(), Split::Test).unwrap();
         assert_eq!((test.len(), test.get(0).unwrap().label), (1, Some(0)));
     }
 

@@ -1,10 +1,7 @@
-//! The `Dataset` trait every data source implements, and `open`, which recognises the format of a
-//! path: an IDX folder (MNIST / Fashion-MNIST), CIFAR-10/100 binary batches, or an image folder.
+//! The `Dataset` trait every data source implements, with its `Sample` and `Split` types; the
+//! formats implement it and `data::open` picks one for a path.
 
 use anyhow::{Result, bail};
-use std::path::Path;
-
-use super::{cifar, folder, idx};
 
 /// One decoded sample: its dataset index (the NN queue of method.md §3 needs it), its label when the
 /// dataset is labelled, and the image as 8-bit RGB (grey images are replicated to three channels).
@@ -44,8 +41,9 @@ pub trait Dataset: Send + Sync {
     }
 }
 
-/// Which part of a dataset to read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which part of a dataset to read (`train` / `test` in configs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Split {
     Train,
     Test,
@@ -78,40 +76,6 @@ impl std::str::FromStr for Split {
     }
 }
 
-const EXPECTED: &str = "expected a folder with IDX files (train-images-idx3-ubyte[.gz], t10k-...), \
-CIFAR binary batches (data_batch_1.bin.. / test_batch.bin, or train.bin / test.bin), \
-or images (class subfolders, or a flat folder of images)";
-
-/// Opens the dataset at `path`, recognising its format (IDX, CIFAR binary, image folder).
-pub fn open(path: &Path, split: Split) -> Result<Box<dyn Dataset>> {
-    if !path.exists() {
-        bail!(
-            "no dataset at {}: the path does not exist ({EXPECTED})",
-            path.display()
-        );
-    }
-    if !path.is_dir() {
-        bail!(
-            "dataset path {} is a file, not a folder: extract archives first ({EXPECTED})",
-            path.display()
-        );
-    }
-    let ds: Box<dyn Dataset> = if idx::detect(path) {
-        Box::new(idx::IdxDataset::open(path, split)?)
-    } else if let Some(found) = cifar::detect(path) {
-        Box::new(cifar::CifarDataset::open(&found, split)?)
-    } else {
-        Box::new(folder::FolderDataset::open(path, split)?)
-    };
-    if ds.is_empty() {
-        bail!(
-            "dataset {} ({split} split) is empty ({EXPECTED})",
-            path.display()
-        );
-    }
-    Ok(ds)
-}
-
 /// The error for an index past the end, naming the dataset.
 pub(crate) fn out_of_range(index: usize, len: usize, what: &str) -> anyhow::Error {
     anyhow::anyhow!("sample index {index} is out of range for {what} ({len} samples)")
@@ -120,32 +84,6 @@ pub(crate) fn out_of_range(index: usize, len: usize, what: &str) -> anyhow::Erro
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn missing_path_and_file_paths_are_clear_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("nope");
-        let err = open(&missing, Split::Train).err().unwrap().to_string();
-        assert!(
-            err.contains("does not exist") && err.contains("nope"),
-            "{err}"
-        );
-        let file = dir.path().join("x.tar.gz");
-        std::fs::write(&file, b"abc").unwrap();
-        let err = open(&file, Split::Train).err().unwrap().to_string();
-        assert!(
-            err.contains("is a file") && err.contains("x.tar.gz"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn empty_folder_is_a_clear_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let err = format!("{:#}", open(dir.path(), Split::Train).err().unwrap());
-        assert!(err.contains(&dir.path().display().to_string()), "{err}");
-        assert!(err.contains("no images") || err.contains("empty"), "{err}");
-    }
 
     #[test]
     fn split_parses() {

@@ -15,6 +15,39 @@ pub struct FolderDataset {
     loose_ignored: usize,
 }
 
+/// File extensions read as images.
+const EXTENSIONS: [&str; 6] = ["jpg", "jpeg", "png", "bmp", "webp", "gif"];
+
+/// Image files below `dir` (recursively), sorted by path; an error when there are none.
+pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&d).with_context(|| format!("cannot read folder {}", d.display()))?;
+        for e in entries {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .extension()
+                .and_then(|x| x.to_str())
+                .is_some_and(|x| EXTENSIONS.contains(&x.to_ascii_lowercase().as_str()))
+            {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    anyhow::ensure!(
+        !out.is_empty(),
+        "no images ({}) found in {}",
+        EXTENSIONS.join(", "),
+        dir.display()
+    );
+    Ok(out)
+}
+
 /// Visible subfolders of `dir`, sorted by name.
 fn subfolders(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries =
@@ -63,13 +96,13 @@ impl FolderDataset {
         let classes_dirs = subfolders(&root)?;
         let (mut items, mut classes, mut loose_ignored) = (Vec::new(), Vec::new(), 0);
         if classes_dirs.is_empty() {
-            let files = crate::images::list_images(&root)
+            let files = list_images(&root)
                 .with_context(|| format!("image folder {} has no images", root.display()))?;
             items.extend(files.into_iter().map(|f| (f, None)));
         } else {
             loose_ignored = loose_images(&root);
             for (label, dir) in classes_dirs.iter().enumerate() {
-                let files = crate::images::list_images(dir).with_context(|| {
+                let files = list_images(dir).with_context(|| {
                     format!(
                         "class folder {} has no images: add images or remove the folder",
                         dir.display()
@@ -200,7 +233,7 @@ mod tests {
     fn class_folders_give_sorted_labels_and_corrupt_files_fail_in_get() {
         let dir = tempfile::tempdir().unwrap();
         make_test_folder(dir.path(), true);
-        let ds = crate::data::dataset::open(dir.path(), Split::Train).unwrap();
+        let ds = crate::data::open(dir.path(), Split::Train).unwrap();
         assert_eq!(ds.classes(), ["cat".to_string(), "dog".to_string()]);
         assert_eq!(ds.len(), 6);
         let labels: Vec<_> = (0..6).map(|i| ds.label(i).unwrap()).collect();

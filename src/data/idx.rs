@@ -270,7 +270,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             write_tiny(dir.path(), compress);
             assert!(detect(dir.path()));
-            let ds = crate::data::dataset::open(dir.path(), Split::Train).unwrap();
+            let ds = crate::data::open(dir.path(), Split::Train).unwrap();
             assert_eq!(ds.len(), 2);
             let s = ds.get(1).unwrap();
             assert_eq!((s.index, s.label), (1, Some(3)));

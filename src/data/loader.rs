@@ -435,7 +435,7 @@ impl Iterator for EpochIter {
                     return Some(Err(e));
                 }
                 Ok(Err(e)) => {
-                    eprintln!("warning: skipping sample {index}: {e:#}");
+                    tracing::warn!("skipping sample {index}: {e:#}");
                     skipped += 1;
                     self.skipped += 1;
                 }
@@ -668,8 +668,7 @@ mod tests {
     fn corrupt_jpeg_in_an_image_folder_is_skipped() {
         let dir = tempfile::tempdir().unwrap();
         crate::data::folder::make_test_folder(dir.path(), true);
-        let ds: Arc<dyn Dataset> =
-            Arc::from(crate::data::dataset::open(dir.path(), Split::Train).unwrap());
+        let ds: Arc<dyn Dataset> = Arc::from(crate::data::open(dir.path(), Split::Train).unwrap());
         let loader = Loader::new(ds, cfg(), 2, 5, 2, 1)
             .unwrap()
             .with_drop_last(false);

@@ -2,6 +2,7 @@
 //! printed as a table by `mimr data stats`.
 
 use anyhow::{Result, anyhow};
+use rayon::prelude::*;
 use std::fmt;
 
 use super::dataset::Dataset;
@@ -21,7 +22,7 @@ pub struct Manifest {
 
 impl Manifest {
     /// Counts labels (cheap for every format) and, when `check` is true, decodes every sample on
-    /// all CPU cores to list the corrupt ones (each reported on stderr with its reason).
+    /// the rayon threads to list the corrupt ones (each logged as a warning with its reason).
     pub fn compute(ds: &dyn Dataset, check: bool) -> Result<Self> {
         let mut per_class: Vec<(String, usize)> =
             ds.classes().iter().map(|c| (c.clone(), 0)).collect();
@@ -57,36 +58,28 @@ impl Manifest {
 
 /// Decodes every sample in parallel; returns the names of those that fail, in index order.
 fn find_corrupt(ds: &dyn Dataset) -> Result<Vec<String>> {
-    let n = ds.len();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |t| t.get())
-        .clamp(1, n.max(1));
-    let chunk = n.div_ceil(threads).max(1);
-    let parts = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                s.spawn(move || {
-                    let range = (t * chunk).min(n)..((t + 1) * chunk).min(n);
-                    let mut bad = Vec::new();
-                    for i in range {
-                        if let Err(e) = ds.verify(i) {
-                            eprintln!("warning: corrupt sample {i} ({}): {e:#}", ds.item_name(i));
-                            bad.push(ds.item_name(i));
-                        }
-                    }
-                    bad
-                })
+    let bar = std::sync::Mutex::new(crate::progress::Progress::new(
+        "check",
+        "samples",
+        ds.len() as u64,
+        0,
+    ));
+    let check = || {
+        (0..ds.len())
+            .into_par_iter()
+            .filter_map(|i| {
+                let result = ds.verify(i);
+                if let Ok(mut b) = bar.lock() {
+                    b.inc(1);
+                }
+                let e = result.err()?;
+                tracing::warn!("corrupt sample {i} ({}): {e:#}", ds.item_name(i));
+                Some(ds.item_name(i))
             })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .map_err(|_| anyhow!("a manifest check thread panicked"))
-            })
-            .collect::<Result<Vec<_>>>()
-    })?;
-    Ok(parts.into_iter().flatten().collect())
+            .collect()
+    };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(check))
+        .map_err(|_| anyhow!("checking the samples panicked (see the panic message above)"))
 }
 
 impl fmt::Display for Manifest {
@@ -129,7 +122,7 @@ impl fmt::Display for Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::dataset::{Split, open};
+    use crate::data::{Split, open};
 
     #[test]
     fn folder_manifest_counts_classes_and_corrupt_files() {

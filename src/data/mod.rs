@@ -1,5 +1,5 @@
-//! Training data: datasets (image folders, CIFAR binaries, IDX), the multi-crop augmentations of
-//! method.md §4.1, a deterministic multi-threaded loader, manifests and view previews.
+//! Training data: datasets (image folders, CIFAR binaries, IDX), the §4.1 multi-crop and §5.1 eval
+//! views on one Pillow-exact resizer, a deterministic multi-threaded loader, manifests, previews.
 
 pub mod augment;
 pub mod cifar;
@@ -8,15 +8,19 @@ pub mod folder;
 pub mod idx;
 pub mod loader;
 pub mod manifest;
+pub mod open;
 pub mod preview;
+pub mod resize;
 pub mod subset;
 pub mod tensors;
 pub mod views;
 
-pub use augment::{CropBox, JitterParams, ViewParams};
-pub use dataset::{Dataset, Sample, Split, open};
+pub use augment::{JitterParams, ViewParams};
+pub use dataset::{Dataset, Sample, Split};
 pub use loader::{Batch, EpochIter, EpochPosition, Loader};
 pub use manifest::Manifest;
+pub use open::open;
 pub use preview::preview_grid;
+pub use resize::CropBox;
 pub use tensors::DeviceBatch;
-pub use views::{MultiCropConfig, ViewConfig, eval_view, make_views};
+pub use views::{IMAGENET_MEAN, IMAGENET_STD, MultiCropConfig, ViewConfig, eval_view, make_views};

@@ -85,7 +85,7 @@ pub fn render_grid(img: &RgbImage, cfg: &MultiCropConfig, rng: &mut Rng) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::dataset::{Split, open};
+    use crate::data::{Split, open};
 
     #[test]
     fn preview_writes_a_png_grid_with_every_view() {

@@ -1,5 +1,5 @@
 //! A strided subset of a dataset (`data.limit`): `limit` samples spread evenly over the whole
-//! dataset so that every class is represented, keeping the parent's indices stable.
+//! dataset so that every class is represented; samples are numbered by their position in the subset.
 
 use super::dataset::{Dataset, Sample};
 use anyhow::Result;

@@ -63,10 +63,10 @@ mod tests {
         assert_eq!(d.globals.dims(), [4, 3, 2, 2]);
         let locals = d.locals.expect("locals");
         assert_eq!(locals.dims(), [6, 3, 2, 2]);
-        let g = crate::model::vit::host(d.globals).expect("host");
+        let g = crate::host::host(d.globals).expect("host");
         // row v·B + b: view 1, sample 1 starts at 1000 + plane
         assert_eq!(g.data[3 * plane], (1000 + plane) as f32);
-        let l = crate::model::vit::host(locals).expect("host");
+        let l = crate::host::host(locals).expect("host");
         assert_eq!(l.data[4 * plane], 4000.0);
     }
 }

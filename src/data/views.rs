@@ -6,8 +6,12 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use super::augment::{self, ViewParams};
-use crate::images::{IMAGENET_MEAN, IMAGENET_STD};
+use super::resize::resize_centre_crop;
 use crate::rng::Rng;
+
+/// ImageNet channel means and standard deviations (method.md §4.1).
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// One view's augmentation recipe (every size and probability of method.md §4.1's table).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -253,10 +257,10 @@ pub fn make_views(
     (views, params)
 }
 
-/// Evaluation transform (method.md §5.1): shorter side → `resize`, centre crop `crop`, ImageNet
-/// normalisation, CHW floats.
+/// Evaluation transform (method.md §5.1): torchvision's `Resize(resize)` (bicubic, shorter side)
+/// and `CenterCrop(crop)`, ImageNet normalisation, CHW floats.
 pub fn eval_view(img: &RgbImage, resize: u32, crop: u32) -> Vec<f32> {
-    crate::images::eval_transform(&image::DynamicImage::ImageRgb8(img.clone()), resize, crop)
+    eval_view_with(img, resize, crop, IMAGENET_MEAN, IMAGENET_STD)
 }
 
 /// [`eval_view`] normalised with `mean`/`std` instead of the ImageNet constants.
@@ -267,14 +271,7 @@ pub fn eval_view_with(
     mean: [f32; 3],
     std: [f32; 3],
 ) -> Vec<f32> {
-    let (im, is) = (crate::images::IMAGENET_MEAN, crate::images::IMAGENET_STD);
-    let plane = (crop * crop) as usize;
-    let mut v = eval_view(img, resize, crop);
-    for (i, x) in v.iter_mut().enumerate() {
-        let c = i / plane;
-        *x = ((*x * is[c] + im[c]) - mean[c]) / std[c];
-    }
-    v
+    augment::normalize_chw(&resize_centre_crop(img, resize, crop), mean, std)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod probe;
 pub mod protocols;
 
 use anyhow::{Result, ensure};
+use rayon::prelude::*;
 use std::ops::Range;
 
 /// Number of rows of a row-major matrix of width `dim`, checking that the length fits.
@@ -48,25 +49,15 @@ pub(crate) fn argmax<T: PartialOrd + Copy>(v: &[T]) -> usize {
     best
 }
 
-/// Splits `0..n` into one contiguous range per available core and maps them in parallel,
-/// returning the results in range order.
+/// Splits `0..n` into one contiguous range per rayon thread and maps them in parallel, returning
+/// the results in range order: for reductions whose partial results are combined in a fixed order.
 pub(crate) fn par_ranges<T: Send>(n: usize, f: impl Fn(Range<usize>) -> T + Sync) -> Vec<T> {
-    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-    let threads = cores.min(n).max(1);
-    let per = n.div_ceil(threads).max(1);
-    std::thread::scope(|s| {
-        let f = &f;
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let range = (t * per).min(n)..((t + 1) * per).min(n);
-                s.spawn(move || f(range))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    })
+    let parts = rayon::current_num_threads().min(n).max(1);
+    let per = n.div_ceil(parts).max(1);
+    (0..parts)
+        .into_par_iter()
+        .map(|t| f((t * per).min(n)..((t + 1) * per).min(n)))
+        .collect()
 }
 
 #[cfg(test)]

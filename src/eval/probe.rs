@@ -2,9 +2,10 @@
 //! statistics, one linear layer trained by SGD with momentum, warmup + cosine, over an LR grid.
 
 use super::knn::accuracy;
-use super::{argmax, check_labels, par_ranges, rows};
+use super::{argmax, check_labels, rows};
 use crate::rng::Rng;
 use anyhow::{Result, ensure};
+use rayon::prelude::*;
 
 /// The base learning rates of §5.2 (each scaled by `batch_size / 256`).
 pub const LR_GRID: [f32; 13] = [
@@ -143,20 +144,14 @@ pub fn linear_probe(
         dim,
         n_classes,
     };
-    let per_lr: Vec<(f32, f64)> = par_ranges(cfg.lrs.len(), |range| {
-        range
-            .map(|i| {
-                let (w, b) = data.sgd(cfg.lrs[i], init.clone(), cfg);
-                (
-                    cfg.lrs[i],
-                    accuracy(&predict(&te, dim, &w, &b), test_labels),
-                )
-            })
-            .collect::<Vec<_>>()
-    })
-    .into_iter()
-    .flatten()
-    .collect();
+    let per_lr: Vec<(f32, f64)> = cfg
+        .lrs
+        .par_iter()
+        .map(|&lr| {
+            let (w, b) = data.sgd(lr, init.clone(), cfg);
+            (lr, accuracy(&predict(&te, dim, &w, &b), test_labels))
+        })
+        .collect();
     let (best_lr, best_accuracy) =
         per_lr
             .iter()

@@ -2,7 +2,7 @@
 //! method.md §1.1–§1.2: its config, presets, modules and a forward that taps any block.
 
 use super::pos_embed;
-use crate::host::{HostTensor, TensorMap};
+use crate::host::{HostTensor, TensorMap, host};
 use anyhow::{Context, Result, bail};
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
@@ -497,17 +497,6 @@ impl Vit {
         }
         Ok(map)
     }
-}
-
-/// Copies a device tensor to the host as f32.
-pub fn host<const N: usize>(t: Tensor<N>) -> Result<HostTensor> {
-    let shape = t.dims().to_vec();
-    let data = t
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| anyhow::anyhow!("reading tensor back from the device: {e:?}"))?;
-    HostTensor::new(shape, data)
 }
 
 impl VitConfig {

@@ -1,5 +1,5 @@
-//! Training checkpoints: encoder, EMA, heads (with BN statistics), queues and optimizer moments
-//! in one safetensors file plus a JSON state, written atomically; the last N are kept.
+//! The refinement's part of a checkpoint folder: encoder, EMA, heads (with BN statistics), queues
+//! and optimizer moments in one safetensors file plus a JSON state (`train::Checkpoints` swaps it in).
 
 use super::heads::Head;
 use super::queue::NnQueue;
@@ -12,21 +12,16 @@ use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// Scalar state stored next to the tensors.
+/// The refinement's scalar state stored next to its tensors (the loop's own state, step and
+/// run-log offset and loader position, is in `progress.json`: `train::Resume`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct State {
     pub step: u64,
     pub opt_step: u64,
-    /// Size of events.jsonl when the checkpoint was written.
-    pub log_offset: u64,
     pub heads: Vec<String>,
     pub queues: Vec<QueueState>,
-    /// Where the loader stands in the current epoch (absent in checkpoints of older versions:
-    /// the default position does not match the step, so the resume re-reads the epoch).
-    #[serde(default)]
-    pub data_pos: crate::data::EpochPosition,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -47,9 +42,9 @@ fn strip(map: &TensorMap, prefix: &str) -> TensorMap {
         .collect()
 }
 
-/// Writes `dir/ckpt-<step>/{state.safetensors, state.json, config.toml}` atomically (a temp
-/// folder renamed into place) and deletes all but the newest `keep` checkpoints.
-pub fn save(t: &Trainer, run_dir: &Path, log_offset: u64, keep: usize) -> Result<PathBuf> {
+/// Writes the trainer's state into checkpoint folder `folder` (`train::Checkpoints` makes the
+/// folder appear atomically): `state.safetensors`, `state.json`, `config.toml`.
+pub fn save(t: &Trainer, folder: &Path) -> Result<()> {
     let model = t.model.as_ref().context("model missing")?;
     let mut map = TensorMap::new();
     prefixed(model.encoder.to_tensors()?, "encoder.", &mut map);
@@ -64,8 +59,6 @@ pub fn save(t: &Trainer, run_dir: &Path, log_offset: u64, keep: usize) -> Result
     let state = State {
         step: t.step,
         opt_step: t.opt.step,
-        log_offset,
-        data_pos: t.data_pos,
         heads: t.specs.iter().map(|s| s.name.clone()).collect(),
         queues: t
             .queues
@@ -78,51 +71,12 @@ pub fn save(t: &Trainer, run_dir: &Path, log_offset: u64, keep: usize) -> Result
             })
             .collect(),
     };
-    let root = run_dir.join("checkpoints");
-    let name = format!("ckpt-{:09}", t.step);
-    let tmp = root.join(format!(".{name}.tmp"));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    st::write(&tmp.join("state.safetensors"), &map, HashMap::new())?;
-    crate::fsutil::write_atomic(
-        &tmp.join("state.json"),
-        serde_json::to_string_pretty(&state)?.as_bytes(),
-    )?;
-    crate::fsutil::write_atomic(&tmp.join("config.toml"), t.cfg.to_toml()?.as_bytes())?;
-    let dest = root.join(&name);
-    let _ = std::fs::remove_dir_all(&dest);
-    std::fs::rename(&tmp, &dest)
-        .with_context(|| format!("cannot move checkpoint into {}", dest.display()))?;
-    prune(&root, keep)?;
-    Ok(dest)
-}
-
-/// Checkpoint folders, oldest first.
-pub fn list(run_dir: &Path) -> Result<Vec<PathBuf>> {
-    let root = run_dir.join("checkpoints");
-    if !root.exists() {
-        return Ok(Vec::new());
-    }
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&root)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("ckpt-"))
-                && p.join("state.json").exists()
-        })
-        .collect();
-    v.sort();
-    Ok(v)
-}
-
-fn prune(root: &Path, keep: usize) -> Result<()> {
-    let all = list(root.parent().unwrap_or(root))?;
-    for old in all.iter().take(all.len().saturating_sub(keep)) {
-        std::fs::remove_dir_all(old)
-            .with_context(|| format!("cannot remove old checkpoint {}", old.display()))?;
-    }
-    Ok(())
+    st::write(&folder.join("state.safetensors"), &map, HashMap::new())?;
+    let json = serde_json::to_string_pretty(&state)?;
+    std::fs::write(folder.join("state.json"), json)
+        .with_context(|| format!("cannot write {}", folder.display()))?;
+    std::fs::write(folder.join("config.toml"), t.cfg.to_toml()?)
+        .with_context(|| format!("cannot write {}", folder.display()))
 }
 
 /// Restores a trainer's state from checkpoint folder `dir`; returns the stored state.
@@ -138,15 +92,22 @@ pub fn load(t: &mut Trainer, dir: &Path) -> Result<State> {
         names
     );
     let map = st::read(&dir.join("state.safetensors"))?.tensors;
+    // build everything first: a failed load leaves the trainer untouched
     let ad = t.device.clone().autodiff();
     let encoder = Vit::from_tensors(&t.vit, &strip(&map, "encoder."), &ad)?;
-    t.ema = Vit::from_tensors(&t.vit, &strip(&map, "ema."), &t.device)?;
+    let ema = Vit::from_tensors(&t.vit, &strip(&map, "ema."), &t.device)?;
     let heads = names
         .iter()
         .map(|n| Head::from_tensors(&map, &format!("heads.{n}."), &ad))
         .collect::<Result<Vec<_>>>()?;
-    t.model = Some(Refiner { encoder, heads }.train());
-    t.queues = names
+    anyhow::ensure!(
+        state.queues.len() == names.len(),
+        "{}: {} queues for {} heads",
+        dir.display(),
+        state.queues.len(),
+        names.len()
+    );
+    let queues = names
         .iter()
         .zip(&state.queues)
         .map(|(n, q)| {
@@ -164,10 +125,12 @@ pub fn load(t: &mut Trainer, dir: &Path) -> Result<State> {
             ))
         })
         .collect::<Result<_>>()?;
+    t.ema = ema;
+    t.model = Some(Refiner { encoder, heads }.train());
+    t.queues = queues;
     t.opt
         .load_state(&strip(&map, "opt."), state.opt_step, &t.device);
     t.step = state.step;
-    t.data_pos = state.data_pos;
     Ok(state)
 }
 

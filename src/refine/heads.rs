@@ -1,8 +1,8 @@
 //! Instance-discrimination heads (method.md §2): a bias-free 3-layer projector and 2-layer
 //! predictor, each Linear followed by BatchNorm over all views of the batch, GELU between.
 
-use crate::host::{HostTensor, TensorMap};
-use crate::model::vit::host;
+use crate::host::{HostTensor, TensorMap, host};
+use crate::rng::Rng;
 use anyhow::{Context, Result};
 use burn::module::{Module, Param, RunningState};
 use burn::nn::{Linear, LinearConfig};
@@ -19,22 +19,33 @@ pub struct HeadSize {
     pub queue_size: usize,
 }
 
+/// The head size presets of method.md §2 (`heads.size`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeadPreset {
+    /// The paper's heads.
+    Base,
+    Tiny,
+    Micro,
+    /// Tests and smoke runs.
+    Debug,
+}
+
 impl HeadSize {
-    /// `base` (paper), `tiny`, `micro` or `debug` from method.md §2.
-    pub fn preset(name: &str) -> Result<Self> {
-        let (queue_size, proj_hidden, pred_hidden, out_dim) = match name {
-            "base" => (65536, 2048, 4096, 256),
-            "tiny" => (65536, 1024, 2048, 128),
-            "micro" => (16384, 256, 512, 128),
-            "debug" => (2048, 16, 32, 4),
-            other => anyhow::bail!("unknown head size `{other}`: use base, tiny, micro or debug"),
+    /// The sizes of a preset.
+    pub fn preset(p: HeadPreset) -> Self {
+        let (queue_size, proj_hidden, pred_hidden, out_dim) = match p {
+            HeadPreset::Base => (65536, 2048, 4096, 256),
+            HeadPreset::Tiny => (65536, 1024, 2048, 128),
+            HeadPreset::Micro => (16384, 256, 512, 128),
+            HeadPreset::Debug => (2048, 16, 32, 4),
         };
-        Ok(Self {
+        Self {
             proj_hidden,
             pred_hidden,
             out_dim,
             queue_size,
-        })
+        }
     }
 }
 
@@ -101,12 +112,18 @@ pub struct LinearBn {
 }
 
 impl LinearBn {
-    fn new(d_in: usize, d_out: usize, device: &Device) -> Self {
-        // Xavier-uniform init (method.md §2); BN affine weight 1, bias 0.
-        let linear = LinearConfig::new(d_in, d_out)
+    /// Xavier-uniform weights (method.md §2) drawn from `rng` (not the backend's global
+    /// generator, so a run's init never depends on what else the process does); BN weight 1,
+    /// bias 0.
+    fn new(d_in: usize, d_out: usize, rng: &mut Rng, device: &Device) -> Self {
+        let mut linear = LinearConfig::new(d_in, d_out)
             .with_bias(false)
-            .with_initializer(burn::nn::Initializer::XavierUniform { gain: 1.0 })
+            .with_initializer(burn::nn::Initializer::Zeros)
             .init(device);
+        let a = (6.0 / (d_in + d_out) as f64).sqrt();
+        let w: Vec<f32> = (0..d_in * d_out).map(|_| rng.range(-a, a) as f32).collect();
+        linear.weight =
+            Param::from_tensor(Tensor::from_data(TensorData::new(w, [d_in, d_out]), device));
         Self {
             linear,
             bn: BatchNorm1d::new(d_out, device),
@@ -127,15 +144,12 @@ pub struct Head {
 
 impl Head {
     /// A freshly initialised head reading `d_in`-dimensional pooled features.
-    pub fn new(d_in: usize, size: &HeadSize, device: &Device) -> Self {
+    pub fn new(d_in: usize, size: &HeadSize, rng: &mut Rng, device: &Device) -> Self {
         let (h, p, o) = (size.proj_hidden, size.pred_hidden, size.out_dim);
+        let mut l = |i, o| LinearBn::new(i, o, rng, device);
         Self {
-            projector: vec![
-                LinearBn::new(d_in, h, device),
-                LinearBn::new(h, h, device),
-                LinearBn::new(h, o, device),
-            ],
-            predictor: vec![LinearBn::new(o, p, device), LinearBn::new(p, o, device)],
+            projector: vec![l(d_in, h), l(h, h), l(h, o)],
+            predictor: vec![l(o, p), l(p, o)],
         }
     }
 
@@ -172,7 +186,7 @@ impl Head {
         };
         let layer = |name: &str| -> Result<LinearBn> {
             let w = get(&format!("{name}.0.weight"))?;
-            let mut l = LinearBn::new(w.shape[1], w.shape[0], device);
+            let mut l = LinearBn::new(w.shape[1], w.shape[0], &mut Rng::new(0), device);
             l.linear.weight = Param::from_tensor(upload(&w.transposed_2d(), device));
             l.bn.gamma = Param::from_tensor(upload(get(&format!("{name}.1.weight"))?, device));
             l.bn.beta = Param::from_tensor(upload(get(&format!("{name}.1.bias"))?, device));

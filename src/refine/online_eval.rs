@@ -1,15 +1,15 @@
 //! Online evaluation inside `mimr refine` (method.md §5, `[eval]` config): the EMA encoder's CLS
 //! features at every head's block on a fixed labelled subset, scored and logged as `eval` events.
 
-use super::runlog::RunLog;
+use super::config::{OnlineEvalConfig, RefineConfig};
 use super::trainer::Trainer;
-use crate::config::{OnlineEvalConfig, RefineConfig};
-use crate::data::{self, Dataset, Split};
+use crate::data::{self, Dataset};
 use crate::eval::protocols::{self, Features, Options};
-use crate::model::vit::{Pool, Taps, host, pool};
+use crate::model::features::{self, Tap};
+use crate::model::vit::Pool;
+use crate::runlog::{EvalEvent, EvalHead, EvalSamples, Event, RunLog};
 use anyhow::{Context, Result, ensure};
-use burn::tensor::{Tensor, TensorData};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::sync::Arc;
 
 /// Images per forward pass when embedding evaluation or snapshot samples.
@@ -44,8 +44,7 @@ impl OnlineEval {
         if !e.enabled() {
             return Ok(None);
         }
-        let split: Split = e.split.parse().context("eval.split")?;
-        let train_split: Split = cfg.data.split.parse().context("data.split")?;
+        let (split, train_split) = (e.split, cfg.data.split);
         let (bank, queries) = if split == train_split {
             let (b, q) = disjoint(train.len(), e.train_size, e.test_size);
             ensure!(
@@ -114,41 +113,44 @@ impl OnlineEval {
             },
             ..Default::default()
         };
-        let mut heads = Map::new();
+        let mut heads = std::collections::BTreeMap::new();
         let mut summary = Vec::new();
         for (h, spec) in t.specs.iter().enumerate() {
             let (b, q) = (bank.features(h), queries.features(h));
-            let mut entry = json!({"block": spec.block});
-            match protocols::evaluate(b, q, n_classes, &self.cfg.protocols, &opts, &t.device) {
-                Ok(Value::Object(r)) => {
-                    summary.push(format!(
-                        "{} {}",
-                        spec.name,
-                        headline(&Value::Object(r.clone()))
-                    ));
-                    if let Some(e) = entry.as_object_mut() {
-                        e.extend(r);
-                    }
-                }
-                Ok(_) => {}
+            let mut entry = EvalHead {
+                block: spec.block,
+                ..Default::default()
+            };
+            let scored =
+                protocols::evaluate(b, q, n_classes, &self.cfg.protocols, &opts, &t.device)
+                    .and_then(|r| {
+                        summary.push(format!("{} {}", spec.name, headline(&r)));
+                        let mut v = r;
+                        v["block"] = json!(spec.block);
+                        Ok(serde_json::from_value::<EvalHead>(v)?)
+                    });
+            match scored {
+                Ok(e) => entry = e,
                 Err(e) => {
                     // an evaluation problem must not end hours of training: log it and go on
-                    eprintln!(
-                        "\nwarning: online evaluation of head {} failed: {e:#}",
-                        spec.name
-                    );
-                    entry["error"] = json!(format!("{e:#}"));
+                    tracing::warn!("online evaluation of head {} failed: {e:#}", spec.name);
+                    entry.error = Some(format!("{e:#}"));
                 }
             }
             heads.insert(spec.name.clone(), entry);
         }
-        eprintln!("\n[eval] step {}: {}", t.step, summary.join(", "));
-        log.write(
-            json!({"type": "eval", "step": t.step, "epoch": epoch, "split": self.cfg.split,
-            "samples": {"bank": bank.labels.len(), "queries": queries.labels.len(),
-                        "skipped": bank.skipped + queries.skipped},
-            "heads": heads}),
-        )
+        tracing::info!("[eval] step {}: {}", t.step, summary.join(", "));
+        log.write(&Event::Eval(EvalEvent {
+            step: t.step,
+            epoch,
+            split: self.cfg.split.name().into(),
+            samples: EvalSamples {
+                bank: bank.labels.len(),
+                queries: queries.labels.len(),
+                skipped: bank.skipped + queries.skipped,
+            },
+            heads,
+        }))
     }
 }
 
@@ -254,33 +256,14 @@ pub fn eval_image(t: &Trainer, img: &image::RgbImage, size: usize) -> Vec<f32> {
 /// CLS features `[n, dim]` of `n` images (`[n, 3, s, s]` row-major) from the EMA encoder at
 /// every head's tap, in `Trainer::specs` order; run in batches of [`EMBED_BATCH`].
 pub fn embed_heads(t: &Trainer, imgs: Vec<f32>, n: usize) -> Result<Vec<Vec<f32>>> {
-    let mut out = vec![Vec::new(); t.specs.len()];
     if n == 0 || imgs.is_empty() {
-        return Ok(out);
+        return Ok(vec![Vec::new(); t.specs.len()]);
     }
-    let per = imgs.len() / n;
-    let size = ((per / 3) as f64).sqrt() as usize;
-    let taps = Taps {
-        blocks: t.specs.iter().filter_map(|s| s.block).collect(),
-        final_output: true,
-    };
-    for part in imgs.chunks(per * EMBED_BATCH) {
-        let b = part.len() / per;
-        let x = Tensor::<4>::from_data(
-            TensorData::new(part.to_vec(), [b, 3, size, size]),
-            &t.device,
-        );
-        let o = t.ema.forward(x, &taps);
-        for (s, dst) in t.specs.iter().zip(&mut out) {
-            let f = host(pool(
-                o.tap(s.block)
-                    .context("a head's tap is missing from the forward")?,
-                Pool::Cls,
-            ))?;
-            dst.extend(f.data);
-        }
-    }
-    Ok(out)
+    let size = ((imgs.len() / n / 3) as f64).sqrt() as usize;
+    let taps: Vec<Tap> = t.specs.iter().map(|s| s.block).collect();
+    let chunks = features::chunks_of(&imgs, [n, 3, size, size], EMBED_BATCH);
+    let feats = features::extract(&t.ema, chunks, &taps, Pool::Cls, &t.device, |_| {})?;
+    Ok(feats.into_iter().map(|f| f.data).collect())
 }
 
 #[cfg(test)]

@@ -1,8 +1,7 @@
 //! AdamW with per-parameter groups (method.md §4.2, §1.5): each parameter's LR scale and weight
 //! decay come from its path; moments are kept by path so they can be checkpointed and resumed.
 
-use crate::host::{HostTensor, TensorMap};
-use crate::model::vit::host;
+use crate::host::{HostTensor, TensorMap, host};
 use anyhow::Result;
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;

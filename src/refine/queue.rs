@@ -1,12 +1,11 @@
 //! The nearest-neighbour FIFO queue of one head (method.md §3 items 2 and 6): projector
 //! outputs with dataset index and label, same-index masking, top-k with a uniform random pick.
 
-use crate::host::HostTensor;
-use crate::model::vit::host;
+use crate::host::{HostTensor, host};
 use crate::rng::Rng;
 use crate::select::{self, KeyMask};
 use anyhow::Result;
-use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 /// FIFO ring buffer of `size × dim` embeddings as enqueued, with a unit-row copy for lookups.
 pub struct NnQueue {
@@ -34,9 +33,11 @@ pub fn l2n(x: Tensor<2>) -> Tensor<2> {
 }
 
 impl NnQueue {
-    /// A queue initialised with N(0, 1) entries, indices and labels −1 (method.md §2).
-    pub fn new(size: usize, dim: usize, device: &Device) -> Self {
-        let x = Tensor::random([size, dim], Distribution::Normal(0.0, 1.0), device);
+    /// A queue initialised with N(0, 1) entries drawn from `rng`, indices and labels −1
+    /// (method.md §2).
+    pub fn new(size: usize, dim: usize, rng: &mut Rng, device: &Device) -> Self {
+        let x: Vec<f32> = (0..size * dim).map(|_| rng.normal() as f32).collect();
+        let x = Tensor::from_data(TensorData::new(x, [size, dim]), device);
         Self::from_parts(x, vec![-1; size], vec![-1; size], vec![0; size], 0)
     }
 

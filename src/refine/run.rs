@@ -1,25 +1,25 @@
-//! The `mimr refine` driver: stage 2 then stage 3 (method.md §4.2), with auto-resume from the
-//! newest checkpoint, the run log, probe-set embedding snapshots, and a clean Ctrl-C stop.
+//! The `mimr refine` driver: stage 2 then stage 3 (method.md §4.2) as a `train::Task`, so the
+//! shared loop gives it resume, checkpoints, the run log, progress and pause/stop; plus snapshots.
 
 use super::checkpoint;
+use super::config::RefineConfig;
 use super::online_eval::{self, OnlineEval};
-use super::runlog::RunLog;
 use super::schedule::{Schedule, scaled_lr};
 use super::trainer::{HeadStats, Trainer};
-use crate::config::RefineConfig;
-use crate::data::{self, Loader, Split};
-use anyhow::{Context, Result};
-use serde_json::json;
-use std::path::PathBuf;
+use crate::data::{self, Batch, Loader};
+use crate::runlog::{self, Event, HeadStep, NnExamples, NnPair, RunLog, StepEvent};
+use crate::train::{self, Control, RunDir, StepReport, Task};
+use anyhow::{Context, Result, ensure};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 
-/// How a run ended.
+/// How a refinement ended.
 #[derive(Debug)]
 pub struct Outcome {
     pub steps: u64,
     pub interrupted: bool,
+    pub completed: bool,
     pub run_dir: PathBuf,
     pub resumed_from: Option<u64>,
 }
@@ -35,7 +35,7 @@ pub struct Plan {
 
 impl Plan {
     pub fn new(cfg: &RefineConfig, spe: u64) -> Self {
-        let mk = |s: &crate::config::StageConfig, steps: u64| Schedule {
+        let mk = |s: &super::config::StageConfig, steps: u64| Schedule {
             peak: scaled_lr(s.base_lr, cfg.data.batch_size),
             floor: s.min_lr,
             warmup_steps: (s.warmup_epochs * spe as f64).round() as u64,
@@ -68,15 +68,14 @@ impl Plan {
     }
 }
 
-/// Runs (or resumes) the refinement described by `cfg` until done or `stop` is raised.
-pub fn refine(cfg: RefineConfig, stop: Arc<AtomicBool>) -> Result<Outcome> {
+/// Runs (or resumes) the refinement described by `cfg` until done or `control` stops it.
+pub fn refine(cfg: RefineConfig, control: &Control) -> Result<Outcome> {
     let ck = crate::checkpoint::load(&cfg.model.checkpoint, cfg.model.attention_heads)?;
     cfg.data
         .views
         .validate(ck.config.patch_size)
         .context("data.views")?;
-    let split: Split = cfg.data.split.parse().context("data.split")?;
-    let full: Arc<dyn data::Dataset> = data::open(&cfg.data.train, split)?.into();
+    let full: Arc<dyn data::Dataset> = data::open(&cfg.data.train, cfg.data.split)?.into();
     let online = OnlineEval::new(&cfg, full.clone())?;
     let mut dataset = full;
     if let Some(limit) = cfg.data.limit {
@@ -90,230 +89,190 @@ pub fn refine(cfg: RefineConfig, stop: Arc<AtomicBool>) -> Result<Outcome> {
         cfg.data.workers,
         4,
     )?;
-    let dir = cfg.run.dir.clone();
-    prepare_dir(&cfg)?;
+    let dir = RunDir::open(&cfg.run.dir, &cfg.to_toml()?, |old| same_run(&cfg, old))?;
     let selected = crate::device::select(cfg.run.device)?;
-    eprintln!("device: {} ({})", selected.label, selected.reason);
-    let mut t = Trainer::new(cfg.clone(), ck.config.clone(), &ck.tensors, selected.device)?;
-    let latest = checkpoint::list(&dir)?.pop();
-    let (resumed_from, offset) = match &latest {
-        Some(p) => {
-            let s = checkpoint::load(&mut t, p)?;
-            eprintln!("resuming from {} (step {})", p.display(), s.step);
-            (Some(s.step), Some(s.log_offset))
-        }
-        None => (None, None),
-    };
-    let header = json!({"config": cfg, "heads": t.specs.iter().map(|s| &s.name).collect::<Vec<_>>(),
-        "dataset": dataset.describe(), "device": selected.label, "encoder": ck.config});
-    let mut log = RunLog::open(&dir, offset, header)?;
+    tracing::info!("device: {} ({})", selected.label, selected.reason);
     let plan = Plan::new(&cfg, loader.batches_per_epoch() as u64);
-    let end = if cfg.run.max_steps > 0 {
-        plan.total().min(cfg.run.max_steps)
-    } else {
-        plan.total()
+    let settings = train::Settings {
+        label: "refine".into(),
+        steps_per_epoch: plan.spe,
+        total_steps: plan.total(),
+        max_steps: cfg.run.max_steps,
+        checkpoint_every: cfg.run.checkpoint_every,
+        keep_checkpoints: cfg.run.keep_checkpoints,
+        log_every: cfg.run.log_every,
     };
-    if let (Some(ev), None) = (&online, resumed_from) {
-        ev.run(&t, 0.0, &mut log)?;
-    }
-    let hooks = Hooks {
-        online: online.as_ref(),
-        stop: &stop,
+    let trainer = Trainer::new(cfg.clone(), ck.config.clone(), &ck.tensors, selected.device)?;
+    let mut task = Refinement {
+        t: trainer,
+        plan,
+        online,
+        dataset,
+        device: selected.label,
     };
-    let interrupted = train_loop(&mut t, &loader, &plan, end, &mut log, &hooks)?;
-    let off = log.offset()?;
-    checkpoint::save(&t, &dir, off, cfg.run.keep_checkpoints)?;
-    checkpoint::export_ema(&t, &dir.join("encoder_ema.safetensors"))?;
-    if !interrupted && t.step >= plan.total() {
-        snapshot(&t, dataset.as_ref(), &mut log)?;
-        log.write(json!({"type": "end", "step": t.step}))?;
-    }
+    let out = train::run(&mut task, &dir, &loader, &settings, control)?;
     Ok(Outcome {
-        steps: t.step,
-        interrupted,
-        run_dir: dir,
-        resumed_from,
+        steps: out.steps,
+        interrupted: out.interrupted,
+        completed: out.completed,
+        run_dir: dir.path().to_path_buf(),
+        resumed_from: out.resumed_from,
     })
 }
 
-fn prepare_dir(cfg: &RefineConfig) -> Result<()> {
-    let dir = &cfg.run.dir;
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create run dir {}", dir.display()))?;
-    let path = dir.join("config.toml");
-    if path.exists() && !crate::refine::checkpoint::list(dir)?.is_empty() {
-        let old: RefineConfig =
-            toml::from_str(&std::fs::read_to_string(&path)?).with_context(|| {
-                format!(
-                    "{}: unreadable; move the run dir away or fix it",
-                    path.display()
-                )
-            })?;
-        let same = |c: &RefineConfig| {
-            let mut c = c.clone();
-            c.run.max_steps = 0;
-            c.run.device = cfg.run.device;
-            c
-        };
-        anyhow::ensure!(
-            same(&old) == same(cfg),
-            "{} was started with a different config ({}); resuming would mix runs: use another run.dir",
-            dir.display(),
-            path.display()
-        );
-    }
-    crate::fsutil::write_atomic(&path, cfg.to_toml()?.as_bytes())
+/// A resume must use the config the run started with, up to `run.max_steps` and `run.device`.
+fn same_run(cfg: &RefineConfig, old: &str) -> Result<()> {
+    let old: RefineConfig = toml::from_str(old).context("the stored config.toml is unreadable")?;
+    let norm = |c: &RefineConfig| {
+        let mut c = c.clone();
+        c.run.max_steps = 0;
+        c.run.device = cfg.run.device;
+        c
+    };
+    ensure!(norm(&old) == norm(cfg), "the configs differ");
+    Ok(())
 }
 
-/// What the training loop runs besides steps: online evaluation and the stop flag.
-struct Hooks<'a> {
-    online: Option<&'a OnlineEval>,
-    stop: &'a AtomicBool,
+/// The refinement as the shared training loop runs it.
+pub struct Refinement {
+    pub t: Trainer,
+    plan: Plan,
+    online: Option<OnlineEval>,
+    dataset: Arc<dyn data::Dataset>,
+    device: String,
 }
 
-fn train_loop(
-    t: &mut Trainer,
-    loader: &Loader,
-    plan: &Plan,
-    end: u64,
-    log: &mut RunLog,
-    hooks: &Hooks,
-) -> Result<bool> {
-    let cfg = t.cfg.clone();
-    let started = Instant::now();
-    let first = t.step;
-    while t.step < end {
-        let (epoch, pos) = (t.step / plan.spe, (t.step % plan.spe) as usize);
-        let before = t.step;
-        let mut it = if pos == 0 {
-            loader.epoch(epoch)
-        } else if t.data_pos.batch == pos {
-            loader.epoch_from(epoch, t.data_pos)
-        } else {
-            // a checkpoint without the loader position (older version): re-read up to the step
-            let mut it = loader.epoch(epoch);
-            for b in it.by_ref().take(pos) {
-                b?;
-            }
-            it
-        };
-        while let Some(batch) = it.next() {
-            let batch = batch?;
-            let (stage, lr) = plan.at(t.step);
-            let t0 = Instant::now();
-            let stats = t.step(&batch, stage, lr)?;
-            t.data_pos = it.position();
-            let ips = batch.len() as f64 / t0.elapsed().as_secs_f64();
-            if t.step.is_multiple_of(cfg.run.log_every) || t.step == end {
-                log_step(log, t.step, epoch, stage, lr, ips, &t.specs, &stats)?;
-            }
-            progress(t.step, end, first, started, stage, &stats, batch.len());
-            // events first, then the checkpoint: a resume from it never loses an event
-            if cfg.run.snapshot_every > 0 && t.step.is_multiple_of(cfg.run.snapshot_every) {
-                snapshot(t, loader.dataset().as_ref(), log)?;
-            }
-            if let Some(ev) = hooks.online.filter(|e| e.due(t.step, plan.spe, end)) {
-                ev.run(t, t.step as f64 / plan.spe as f64, log)?;
-            }
-            let boundary = t.step == plan.stage2_steps || t.step == end;
-            if t.step.is_multiple_of(cfg.run.checkpoint_every) || boundary {
-                let off = log.offset()?;
-                checkpoint::save(t, &cfg.run.dir, off, cfg.run.keep_checkpoints)?;
-            }
-            if hooks.stop.load(Ordering::SeqCst) {
-                eprintln!("\ninterrupted at step {}: writing a checkpoint", t.step);
-                return Ok(true);
-            }
-            if t.step >= end || t.step.is_multiple_of(plan.spe) {
-                break;
-            }
+impl Task for Refinement {
+    fn header(&self) -> runlog::Header {
+        runlog::Header {
+            version: runlog::VERSION,
+            minor: runlog::MINOR,
+            kind: runlog::RunKind::Refine,
+            config: serde_json::to_value(&self.t.cfg).unwrap_or_default(),
+            heads: self.t.specs.iter().map(|s| s.name.clone()).collect(),
+            dataset: self.dataset.describe(),
+            device: self.device.clone(),
+            encoder: serde_json::to_value(&self.t.vit).unwrap_or_default(),
         }
-        anyhow::ensure!(
-            t.step > before,
-            "epoch {epoch} yielded no batch at position {pos}: too many unreadable samples?"
-        );
-        anyhow::ensure!(
-            t.step.is_multiple_of(plan.spe) || t.step >= end,
-            "epoch {epoch} ended after {} of {} batches: too few readable samples in {} to fill a batch ({} unreadable seen since the epoch (re)started); fix or remove them",
-            t.step % plan.spe,
-            plan.spe,
-            loader.dataset().describe(),
-            it.skipped()
-        );
     }
-    eprintln!();
-    Ok(false)
+
+    fn step(&mut self, batch: &Batch, step: u64) -> Result<StepReport> {
+        ensure!(
+            self.t.step == step,
+            "internal: trainer at step {} asked for step {step}",
+            self.t.step
+        );
+        let (stage, lr) = self.plan.at(step);
+        let stats = self.t.step(batch, stage, lr)?;
+        let loss: f64 = stats.iter().map(|s| s.loss).sum();
+        let epoch = step / self.plan.spe;
+        Ok(StepReport {
+            loss,
+            events: step_events(&self.t, step + 1, epoch, stage, lr, &stats),
+            status: format!("stage {stage}  loss {loss:.4}"),
+        })
+    }
+
+    fn on_fresh_start(&mut self, dir: &Path, log: &mut RunLog) -> Result<()> {
+        let probe = self.t.cfg.run.probe_size;
+        let thumbs = train::thumbnails::write(dir, self.dataset.as_ref(), probe)?;
+        log.write(&Event::Thumbnails(thumbs))?;
+        if let Some(ev) = &self.online {
+            ev.run(&self.t, 0.0, log)?;
+        }
+        Ok(())
+    }
+
+    fn after_step(&mut self, step: u64, end: u64, log: &mut RunLog) -> Result<()> {
+        let every = self.t.cfg.run.snapshot_every;
+        if every > 0 && step.is_multiple_of(every) {
+            snapshot(&self.t, self.dataset.as_ref(), log)?;
+        }
+        if let Some(ev) = self
+            .online
+            .as_ref()
+            .filter(|e| e.due(step, self.plan.spe, end))
+        {
+            ev.run(&self.t, step as f64 / self.plan.spe as f64, log)?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint_due(&self, step: u64) -> bool {
+        step == self.plan.stage2_steps
+    }
+
+    fn save(&self, folder: &Path) -> Result<()> {
+        checkpoint::save(&self.t, folder)
+    }
+
+    fn restore(&mut self, folder: &Path, step: u64) -> Result<()> {
+        let s = checkpoint::load(&mut self.t, folder)?;
+        ensure!(
+            s.step == step,
+            "{}: state.json says step {} but progress says {step}",
+            folder.display(),
+            s.step
+        );
+        Ok(())
+    }
+
+    fn finish(&mut self, dir: &Path, log: &mut RunLog, completed: bool) -> Result<()> {
+        checkpoint::export_ema(&self.t, &dir.join("encoder_ema.safetensors"))?;
+        if completed {
+            snapshot(&self.t, self.dataset.as_ref(), log)?;
+        }
+        Ok(())
+    }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn log_step(
-    log: &mut RunLog,
+/// The `step` and `nn_examples` events of one step (`step` = updates done, 1-based).
+fn step_events(
+    t: &Trainer,
     step: u64,
     epoch: u64,
     stage: u8,
     lr: f64,
-    ips: f64,
-    specs: &[super::trainer::HeadSpec],
     stats: &[HeadStats],
-) -> Result<()> {
-    let heads: serde_json::Map<String, serde_json::Value> = specs
-        .iter()
-        .zip(stats)
-        .map(|(s, st)| (s.name.clone(), serde_json::to_value(st).unwrap_or_default()))
-        .collect();
-    log.write(json!({"type": "step", "step": step, "epoch": epoch, "stage": stage, "lr": lr, "img_per_s": ips, "heads": heads}))?;
-    let examples: serde_json::Map<String, serde_json::Value> = specs
-        .iter()
-        .zip(stats)
-        .map(|(s, st)| {
-            (
-                s.name.clone(),
-                json!(
-                    st.examples
-                        .iter()
-                        .map(
-                            |(a, b, same)| json!({"sample": a, "neighbour": b, "same_label": same})
-                        )
-                        .collect::<Vec<_>>()
-                ),
-            )
+) -> Vec<Event> {
+    let named = || t.specs.iter().map(|s| s.name.clone()).zip(stats);
+    let heads: BTreeMap<String, HeadStep> = named()
+        .map(|(n, st)| {
+            let h = HeadStep {
+                loss: st.loss,
+                nn_similarity: st.nn_similarity,
+                nn_accuracy: st.nn_accuracy,
+                global_alignment: st.global_alignment,
+                local_alignment: st.local_alignment,
+            };
+            (n, h)
         })
         .collect();
-    log.write(json!({"type": "nn_examples", "step": step, "heads": examples}))
-}
-
-fn progress(
-    step: u64,
-    end: u64,
-    first: u64,
-    started: Instant,
-    stage: u8,
-    stats: &[HeadStats],
-    batch: usize,
-) {
-    let done = (step - first) as f64;
-    let secs = started.elapsed().as_secs_f64();
-    let eta = if done > 0.0 {
-        secs / done * (end - step) as f64
-    } else {
-        0.0
-    };
-    let loss: f64 = stats.iter().map(|s| s.loss).sum();
-    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        if step.is_multiple_of(50) || step == end {
-            eprintln!(
-                "[stage {stage}] step {step}/{end}  loss {loss:.4}  {:.1} img/s  ETA {:.0}s",
-                done * batch as f64 / secs.max(1e-9),
-                eta
-            );
-        }
-        return;
-    }
-    eprint!(
-        "\r[stage {stage}] step {step}/{end}  loss {loss:.4}  {:.1} img/s  ETA {:.0}s   ",
-        done * batch as f64 / secs.max(1e-9),
-        eta
-    );
+    let examples = named()
+        .map(|(n, st)| {
+            let pairs = st.examples.iter();
+            let pairs = pairs.map(|&(sample, neighbour, same_label)| NnPair {
+                sample,
+                neighbour,
+                same_label,
+            });
+            (n, pairs.collect())
+        })
+        .collect();
+    vec![
+        Event::Step(StepEvent {
+            step,
+            epoch,
+            stage,
+            lr,
+            img_per_s: 0.0,
+            heads,
+        }),
+        Event::NnExamples(NnExamples {
+            step,
+            heads: examples,
+        }),
+    ]
 }
 
 /// Embeds the fixed probe subset (first `probe_size` samples, eval transform) with the EMA
@@ -341,5 +300,9 @@ pub fn snapshot(t: &Trainer, ds: &dyn data::Dataset, log: &mut RunLog) -> Result
     );
     let file = format!("snapshots/step-{:09}.safetensors", t.step);
     crate::checkpoint::st::write(&t.cfg.run.dir.join(&file), &map, Default::default())?;
-    log.write(json!({"type": "snapshot", "step": t.step, "file": file, "samples": n}))
+    log.write(&Event::Snapshot(runlog::Snapshot {
+        step: t.step,
+        file,
+        samples: n,
+    }))
 }

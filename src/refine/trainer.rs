@@ -1,14 +1,14 @@
 //! One MIM-Refiner training step (method.md §3–§4): encoder passes over global and local views,
 //! per-head NN lookup, NNA loss summed over heads, AdamW with layer decay, encoder EMA.
 
+use super::config::RefineConfig;
 use super::heads::{Head, HeadSize};
 use super::loss::head_loss;
 use super::optim::{AdamW, Group, ema_update, param_values};
 use super::queue::{NnQueue, l2n};
 use super::schedule::{decays, layer_scale};
-use crate::config::RefineConfig;
 use crate::data::Batch;
-use crate::model::vit::{Pool, Taps, Vit, VitConfig, VitOutput, pool};
+use crate::model::vit::{Taps, Vit, VitConfig, VitOutput, pool};
 use crate::rng::Rng;
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
@@ -76,6 +76,10 @@ pub struct HeadStats {
     pub examples: Vec<(usize, i64, Option<bool>)>,
 }
 
+/// Keys of the random streams that initialise heads and queues (with the seed and head index).
+const HEAD_INIT: u64 = 0x4845_4144;
+const QUEUE_INIT: u64 = 0x5155_4555;
+
 /// All mutable training state.
 pub struct Trainer {
     pub cfg: RefineConfig,
@@ -87,8 +91,6 @@ pub struct Trainer {
     pub queues: Vec<NnQueue>,
     pub opt: AdamW,
     pub step: u64,
-    /// The loader's position in the current epoch after the last step (saved in checkpoints).
-    pub data_pos: crate::data::EpochPosition,
 }
 
 impl Trainer {
@@ -99,21 +101,32 @@ impl Trainer {
         encoder_tensors: &crate::host::TensorMap,
         device: Device,
     ) -> Result<Self> {
-        device.seed(cfg.run.seed);
         let ad = device.clone().autodiff();
         let encoder = Vit::from_tensors(&vit, encoder_tensors, &ad)?;
         let specs = head_specs(&cfg, vit.depth)?;
-        let mut size = HeadSize::preset(&cfg.heads.size)?;
+        let mut size = HeadSize::preset(cfg.heads.size);
         if let Some(q) = cfg.heads.queue_size {
             size.queue_size = q;
         }
         let heads = specs
             .iter()
-            .map(|_| Head::new(vit.dim, &size, &ad))
+            .enumerate()
+            .map(|(h, _)| {
+                Head::new(
+                    vit.dim,
+                    &size,
+                    &mut Rng::keyed(&[cfg.run.seed, HEAD_INIT, h as u64]),
+                    &ad,
+                )
+            })
             .collect();
         let queues = specs
             .iter()
-            .map(|_| NnQueue::new(size.queue_size, size.out_dim, &device))
+            .enumerate()
+            .map(|(h, _)| {
+                let mut rng = Rng::keyed(&[cfg.run.seed, QUEUE_INIT, h as u64]);
+                NnQueue::new(size.queue_size, size.out_dim, &mut rng, &device)
+            })
             .collect();
         let ema = encoder.valid();
         Ok(Self {
@@ -126,7 +139,6 @@ impl Trainer {
             queues,
             opt: AdamW::new(),
             step: 0,
-            data_pos: Default::default(),
         })
     }
 
@@ -134,14 +146,6 @@ impl Trainer {
         self.model
             .as_ref()
             .context("model missing after a failed step")
-    }
-
-    fn pool_kind(&self) -> Pool {
-        if self.cfg.heads.pool == "mean" {
-            Pool::Mean
-        } else {
-            Pool::Cls
-        }
     }
 
     /// Forward of every head's features: `[V·B, D]` per head, view-major (globals, then locals).
@@ -167,7 +171,7 @@ impl Trainer {
         let outs: Vec<VitOutput> = std::iter::once(enc.forward(db.globals, &taps))
             .chain(db.locals.map(|l| enc.forward(l, &taps)))
             .collect();
-        let how = self.pool_kind();
+        let how = self.cfg.heads.pool;
         self.specs
             .iter()
             .map(|s| {

@@ -3,8 +3,8 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 use mimr::checkpoint::{self, st};
-use mimr::host::{HostTensor, TensorMap};
-use mimr::model::vit::{Taps, host};
+use mimr::host::{HostTensor, TensorMap, host};
+use mimr::model::vit::Taps;
 use std::path::PathBuf;
 
 /// The parity fixtures: (checkpoint file, --heads needed because the file does not say).

@@ -1,8 +1,9 @@
 //! The one configuration tree of a refinement run (serde + TOML), with `--set key=value`
 //! overrides and validation that names the key and its allowed range before any work starts.
 
-use crate::data::MultiCropConfig;
-use crate::refine::heads::HeadSize;
+use super::heads::HeadPreset;
+use crate::data::{MultiCropConfig, Split};
+use crate::model::vit::Pool;
 use crate::refine::loss::LossVariant;
 use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
@@ -36,7 +37,7 @@ pub struct OnlineEvalConfig {
     pub protocols: Vec<crate::eval::protocols::Protocol>,
     /// Split of `data.train`'s dataset that supplies the queries (`test` or `train`).
     #[serde(default = "default_eval_split")]
-    pub split: String,
+    pub split: Split,
     /// Bank / training samples, spread evenly over the training split.
     #[serde(default = "default_eval_train")]
     pub train_size: usize,
@@ -69,8 +70,8 @@ impl Default for OnlineEvalConfig {
 fn default_protocols() -> Vec<crate::eval::protocols::Protocol> {
     vec![crate::eval::protocols::Protocol::Knn]
 }
-fn default_eval_split() -> String {
-    "test".into()
+fn default_eval_split() -> Split {
+    Split::Test
 }
 fn default_eval_train() -> usize {
     5000
@@ -101,7 +102,7 @@ pub struct DataConfig {
     /// Training images (image folder, CIFAR batches, IDX), relative to the config file.
     pub train: PathBuf,
     #[serde(default = "default_split")]
-    pub split: String,
+    pub split: Split,
     pub batch_size: usize,
     #[serde(default = "default_workers")]
     pub workers: usize,
@@ -122,16 +123,16 @@ pub struct HeadsConfig {
     #[serde(default = "yes")]
     pub main: bool,
     /// base | tiny | micro | debug (method.md §2).
-    pub size: String,
+    pub size: HeadPreset,
     /// Queue length override.
     #[serde(default)]
     pub queue_size: Option<usize>,
     pub temperature: f64,
     #[serde(default = "default_variant")]
     pub loss: LossVariant,
-    /// cls or mean pooling of the block tokens.
+    /// cls or mean pooling of the block tokens (method.md §1.4).
     #[serde(default = "default_pool")]
-    pub pool: String,
+    pub pool: Pool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -184,8 +185,8 @@ pub struct RunConfig {
     pub max_steps: u64,
 }
 
-fn default_split() -> String {
-    "train".into()
+fn default_split() -> Split {
+    Split::Train
 }
 fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -196,8 +197,8 @@ fn yes() -> bool {
 fn default_variant() -> LossVariant {
     LossVariant::Nna
 }
-fn default_pool() -> String {
-    "cls".into()
+fn default_pool() -> Pool {
+    Pool::Cls
 }
 fn default_min_lr() -> f64 {
     1e-6
@@ -268,11 +269,9 @@ impl RefineConfig {
             "heads.temperature = {} must be in (0, 10]",
             self.heads.temperature
         );
-        HeadSize::preset(&self.heads.size).context("heads.size")?;
         ensure!(
-            ["cls", "mean"].contains(&self.heads.pool.as_str()),
-            "heads.pool = `{}` must be cls or mean",
-            self.heads.pool
+            self.heads.pool != Pool::ClsMean,
+            "heads.pool = \"cls-mean\" is not possible for heads (their input width is the encoder's): use cls or mean"
         );
         for (name, s) in [("stage2", &self.stage2), ("stage3", &self.stage3)] {
             ensure!(
@@ -343,9 +342,6 @@ impl OnlineEvalConfig {
         if !self.enabled() {
             return Ok(());
         }
-        self.split
-            .parse::<crate::data::Split>()
-            .with_context(|| format!("eval.split = `{}`", self.split))?;
         ensure!(
             self.train_size >= 10,
             "eval.train_size = {} must be ≥ 10 (the kNN bank / probe training set)",

@@ -1,0 +1,25 @@
+//! The run log (`events.jsonl`): a typed, versioned event schema, an append-only writer and a tail
+//! reader that follows a growing file. Uses serde only (no burn), so viewers and wasm builds can too.
+//!
+//! Compatibility rule: the header carries `version` (major) and `minor`. Adding an event type or a
+//! field bumps `minor`; readers skip event types and fields they do not know. Removing, renaming or
+//! changing the meaning of anything bumps `version`; a reader refuses a log whose major version is
+//! newer than [`VERSION`] with a message saying so.
+
+pub mod event;
+pub mod tail;
+pub mod writer;
+
+pub use event::{
+    EvalEvent, EvalHead, EvalSamples, Event, HeadStep, Header, NnExamples, NnPair, PretrainStep,
+    RunKind, Snapshot, StepEvent, Thumbnails,
+};
+pub use tail::{Item, Replay, Tail, read_all};
+pub use writer::RunLog;
+
+/// Major format version written and understood by this build.
+pub const VERSION: u32 = 1;
+/// Minor format version written by this build (1: `thumbnails`, `pretrain_step`, header `kind`).
+pub const MINOR: u32 = 1;
+/// The run log's file name inside a run directory.
+pub const FILE: &str = "events.jsonl";

@@ -1,0 +1,101 @@
+//! The probe subset's images as one PNG atlas plus a JSON index (tile, label, class names), written
+//! into the run directory at run start so a viewer never needs the training data to show an image.
+
+use crate::data::Dataset;
+use crate::data::augment::{CropBox, resize_bicubic};
+use crate::runlog::Thumbnails;
+use anyhow::{Context, Result};
+use image::{ImageEncoder, Rgb, RgbImage};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+pub const IMAGE_FILE: &str = "thumbnails.png";
+pub const INDEX_FILE: &str = "thumbnails.json";
+/// Largest tile side; smaller images keep their own size (at least 8 px).
+pub const MAX_TILE: u32 = 64;
+
+/// `thumbnails.json`: sample `i` of the probe subset is tile `i`, row-major in `columns` columns.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Index {
+    pub tile: u32,
+    pub columns: u32,
+    pub samples: Vec<Entry>,
+    /// Class names indexed by label (empty for unlabelled data).
+    pub classes: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Dataset index of the sample.
+    pub sample: usize,
+    pub label: Option<u32>,
+    /// False for an unreadable sample (its tile is grey).
+    pub readable: bool,
+}
+
+/// Writes the atlas of samples `0..n` of `ds` into `dir`; returns the run-log event.
+pub fn write(dir: &Path, ds: &dyn Dataset, n: usize) -> Result<Thumbnails> {
+    let n = n.min(ds.len());
+    let samples: Vec<Option<(RgbImage, Option<u32>)>> = (0..n)
+        .into_par_iter()
+        .map(|i| ds.get(i).ok().map(|s| (s.image, s.label)))
+        .collect();
+    let native = samples
+        .iter()
+        .flatten()
+        .map(|(img, _)| img.width().min(img.height()))
+        .next()
+        .unwrap_or(MAX_TILE);
+    let tile = native.clamp(8, MAX_TILE);
+    let columns = (n as f64).sqrt().ceil().max(1.0) as u32;
+    let rows = (n as u32).div_ceil(columns).max(1);
+    let mut atlas = RgbImage::from_pixel(columns * tile, rows * tile, Rgb([128, 128, 128]));
+    let mut entries = Vec::with_capacity(n);
+    for (i, s) in samples.iter().enumerate() {
+        let (x, y) = ((i as u32 % columns) * tile, (i as u32 / columns) * tile);
+        if let Some((img, _)) = s {
+            image::imageops::replace(&mut atlas, &square(img, tile), x.into(), y.into());
+        }
+        entries.push(Entry {
+            sample: i,
+            label: s.as_ref().and_then(|(_, l)| *l),
+            readable: s.is_some(),
+        });
+    }
+    let index = Index {
+        tile,
+        columns,
+        samples: entries,
+        classes: ds.classes().to_vec(),
+    };
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(
+            atlas.as_raw(),
+            atlas.width(),
+            atlas.height(),
+            image::ExtendedColorType::Rgb8,
+        )
+        .context("cannot encode the thumbnail atlas")?;
+    crate::fsutil::write_atomic(&dir.join(IMAGE_FILE), &png)?;
+    crate::fsutil::write_atomic(&dir.join(INDEX_FILE), &serde_json::to_vec(&index)?)?;
+    Ok(Thumbnails {
+        image: IMAGE_FILE.into(),
+        index: INDEX_FILE.into(),
+        samples: n,
+        tile,
+    })
+}
+
+/// The centre square of `img` resized to `tile × tile` (PIL bicubic).
+fn square(img: &RgbImage, tile: u32) -> RgbImage {
+    let side = img.width().min(img.height());
+    let crop = CropBox {
+        top: (img.height() - side) / 2,
+        left: (img.width() - side) / 2,
+        height: side,
+        width: side,
+    };
+    resize_bicubic(img, crop, tile, tile)
+}
