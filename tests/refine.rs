@@ -96,12 +96,45 @@ fn resume_is_bit_identical_and_the_log_has_each_step_once() {
         "each step logged exactly once"
     );
     assert_eq!(ea, eb, "resumed run logs the same scalars");
+    check_thumbnails(b.path(), 192);
     let Event::Header(header) = &events(b.path())[0] else {
         panic!("the log starts with its header")
     };
     assert_eq!(
         (header.version, header.minor),
         (runlog::VERSION, runlog::MINOR)
+    );
+}
+
+/// The run dir's thumbnail atlas holds the first `n` samples of the (limited) training set: the
+/// index's labels are the dataset's, and a 28-px Fashion-MNIST tile is the image itself.
+fn check_thumbnails(dir: &Path, n: usize) {
+    use mimr::data::{self, Dataset, Split, subset::Subset};
+    use mimr::train::thumbnails::{INDEX_FILE, Index};
+    let thumbs = events(dir).into_iter().find_map(|e| match e {
+        Event::Thumbnails(t) => Some(t),
+        _ => None,
+    });
+    let thumbs = thumbs.expect("a thumbnails event");
+    assert_eq!((thumbs.samples, thumbs.tile), (n, 28));
+    let index: Index =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(INDEX_FILE)).unwrap()).unwrap();
+    let atlas = image::open(dir.join(&thumbs.image)).unwrap().to_rgb8();
+    let rows = n.div_ceil(index.columns as usize) as u32;
+    assert_eq!(atlas.dimensions(), (index.columns * 28, rows * 28));
+    let full = data::open(&common::fashion_mnist(), Split::Train).unwrap();
+    let ds = Subset::new(full.into(), 192);
+    assert_eq!(index.classes, ds.classes());
+    for (i, e) in index.samples.iter().enumerate() {
+        let s = ds.get(i).unwrap();
+        assert_eq!((e.sample, e.label, e.readable), (i, s.label, true));
+    }
+    let i = 37u32;
+    let (x, y) = ((i % index.columns) * 28, (i / index.columns) * 28);
+    let tile = image::imageops::crop_imm(&atlas, x, y, 28, 28).to_image();
+    assert!(
+        tile == ds.get(i as usize).unwrap().image,
+        "tile {i} is not sample {i}"
     );
 }
 
