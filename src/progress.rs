@@ -91,7 +91,7 @@ impl Progress {
 
     /// Units per second since this progress started.
     pub fn rate(&self) -> f64 {
-        (self.pos - self.first) as f64 / self.started.elapsed().as_secs_f64().max(1e-9)
+        self.pos.saturating_sub(self.first) as f64 / self.started.elapsed().as_secs_f64().max(1e-9)
     }
 
     fn line(&self, msg: &str) -> String {

@@ -97,6 +97,17 @@ fn resume_is_bit_identical_and_the_log_has_each_step_once() {
     );
     assert_eq!(ea, eb, "resumed run logs the same scalars");
     check_thumbnails(b.path(), 192);
+    // resuming with another setting is refused, naming the key; other workers are fine
+    let mut other: Vec<&str> = small.to_vec();
+    other.push("heads.temperature=0.3");
+    let err = refine(config(b.path(), &other), &Control::default()).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("`heads.temperature` differs"),
+        "{err:#}"
+    );
+    let mut workers: Vec<&str> = small.to_vec();
+    workers.push("data.workers=1");
+    assert_eq!(go(config(b.path(), &workers)).steps, 12);
     let Event::Header(header) = &events(b.path())[0] else {
         panic!("the log starts with its header")
     };

@@ -195,3 +195,41 @@ fn a_rewritten_log_restarts_and_a_newer_major_version_is_refused() {
     );
     assert!(read_all(&v).is_err());
 }
+
+#[test]
+fn a_partial_line_rewritten_by_a_resume_is_read_anew_and_any_newer_header_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.jsonl");
+    let header = &lines()[0];
+    std::fs::write(&p, format!("{header}\n{{\"type\":\"end\",\"step\":1")).unwrap();
+    let mut tail = Tail::new(&p);
+    assert_eq!(events(&tail.poll().unwrap()).len(), 1);
+    // killed mid-line; the resumed run cut the line away and wrote another of the same length
+    std::fs::write(&p, format!("{header}\n{{\"type\":\"end\",\"step\":2}}\n")).unwrap();
+    assert_eq!(events(&tail.poll().unwrap()), vec![Event::End { step: 2 }]);
+    // a version-2 header need not parse as today's: it is refused all the same
+    let v = dir.path().join("v2.jsonl");
+    std::fs::write(
+        &v,
+        "{\"type\":\"header\",\"version\":2,\"heads\":{\"main\":3}}\n",
+    )
+    .unwrap();
+    let items = Tail::new(&v).poll().unwrap();
+    assert!(
+        matches!(items.as_slice(), [Item::Refused { .. }]),
+        "{items:?}"
+    );
+}
+
+#[test]
+fn damaged_lines_are_reported_up_to_a_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("junk.jsonl");
+    std::fs::write(&p, "x\n".repeat(50_000)).unwrap();
+    let items = Tail::new(&p).poll().unwrap();
+    assert_eq!(items.len() as u64, mimr::runlog::tail::MAX_REPORTED);
+    let Item::Skipped { reason, .. } = items.last().unwrap() else {
+        panic!("{:?}", items.last())
+    };
+    assert!(reason.contains("without a report"), "{reason}");
+}

@@ -81,8 +81,11 @@ pub fn save(t: &Trainer, folder: &Path) -> Result<()> {
 
 /// Restores a trainer's state from checkpoint folder `dir`; returns the stored state.
 pub fn load(t: &mut Trainer, dir: &Path) -> Result<State> {
-    let state: State = serde_json::from_str(&std::fs::read_to_string(dir.join("state.json"))?)
-        .with_context(|| format!("{}: corrupt state.json", dir.display()))?;
+    let path = dir.join("state.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let state: State = serde_json::from_str(&text)
+        .with_context(|| format!("{}: corrupt; move this checkpoint away", path.display()))?;
     let names: Vec<String> = t.specs.iter().map(|s| s.name.clone()).collect();
     anyhow::ensure!(
         state.heads == names,
@@ -113,7 +116,7 @@ pub fn load(t: &mut Trainer, dir: &Path) -> Result<State> {
         .map(|(n, q)| {
             let x: &HostTensor = map
                 .get(&format!("queue.{n}.x"))
-                .context("queue tensor missing")?;
+                .with_context(|| format!("{}: queue tensor of head {n} missing", dir.display()))?;
             let xt =
                 Tensor::<2>::from_data(TensorData::new(x.data.clone(), x.shape.clone()), &t.device);
             Ok(NnQueue::from_parts(

@@ -109,6 +109,7 @@ pub fn refine(cfg: RefineConfig, control: &Control) -> Result<Outcome> {
         online,
         dataset,
         device: selected.label,
+        last_snapshot: None,
     };
     let out = train::run(&mut task, &dir, &loader, &settings, control)?;
     Ok(Outcome {
@@ -120,17 +121,48 @@ pub fn refine(cfg: RefineConfig, control: &Control) -> Result<Outcome> {
     })
 }
 
-/// A resume must use the config the run started with, up to `run.max_steps` and `run.device`.
+/// A resume must use the config the run started with, up to settings that do not change the
+/// result: `run.max_steps`, `run.device`, `data.workers`, and how the paths are spelled.
 fn same_run(cfg: &RefineConfig, old: &str) -> Result<()> {
     let old: RefineConfig = toml::from_str(old).context("the stored config.toml is unreadable")?;
-    let norm = |c: &RefineConfig| {
+    let norm = |c: &RefineConfig| -> Result<toml::Value> {
         let mut c = c.clone();
         c.run.max_steps = 0;
         c.run.device = cfg.run.device;
-        c
+        c.data.workers = cfg.data.workers;
+        c.run.dir = cfg.run.dir.clone();
+        for p in [&mut c.data.train, &mut c.model.checkpoint] {
+            if let Ok(abs) = std::fs::canonicalize(&*p) {
+                *p = abs;
+            }
+        }
+        Ok(toml::Value::try_from(c)?)
     };
-    ensure!(norm(&old) == norm(cfg), "the configs differ");
-    Ok(())
+    match first_difference(&norm(&old)?, &norm(cfg)?, "") {
+        None => Ok(()),
+        Some(key) => anyhow::bail!("`{key}` differs from the stored config"),
+    }
+}
+
+/// The dotted path of the first value that differs between two TOML trees.
+fn first_difference(a: &toml::Value, b: &toml::Value, at: &str) -> Option<String> {
+    match (a, b) {
+        (toml::Value::Table(x), toml::Value::Table(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            keys.into_iter().find_map(|k| {
+                let path = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
+                match (x.get(k), y.get(k)) {
+                    (Some(v), Some(w)) => first_difference(v, w, &path),
+                    _ => Some(path),
+                }
+            })
+        }
+        _ => (a != b).then(|| at.to_string()),
+    }
 }
 
 /// The refinement as the shared training loop runs it.
@@ -140,6 +172,18 @@ pub struct Refinement {
     online: Option<OnlineEval>,
     dataset: Arc<dyn data::Dataset>,
     device: String,
+    /// The step of the newest snapshot written by this process.
+    last_snapshot: Option<u64>,
+}
+
+impl Refinement {
+    fn snapshot(&mut self, log: &mut RunLog) -> Result<()> {
+        if self.last_snapshot != Some(self.t.step) {
+            snapshot(&self.t, self.dataset.as_ref(), log)?;
+            self.last_snapshot = Some(self.t.step);
+        }
+        Ok(())
+    }
 }
 
 impl Task for Refinement {
@@ -185,8 +229,8 @@ impl Task for Refinement {
 
     fn after_step(&mut self, step: u64, end: u64, log: &mut RunLog) -> Result<()> {
         let every = self.t.cfg.run.snapshot_every;
-        if every > 0 && step.is_multiple_of(every) {
-            snapshot(&self.t, self.dataset.as_ref(), log)?;
+        if (every > 0 && step.is_multiple_of(every)) || step == self.plan.stage2_steps {
+            self.snapshot(log)?;
         }
         if let Some(ev) = self
             .online
@@ -220,7 +264,7 @@ impl Task for Refinement {
     fn finish(&mut self, dir: &Path, log: &mut RunLog, completed: bool) -> Result<()> {
         checkpoint::export_ema(&self.t, &dir.join("encoder_ema.safetensors"))?;
         if completed {
-            snapshot(&self.t, self.dataset.as_ref(), log)?;
+            self.snapshot(log)?;
         }
         Ok(())
     }
@@ -305,4 +349,19 @@ pub fn snapshot(t: &Trainer, ds: &dyn data::Dataset, log: &mut RunLog) -> Result
         file,
         samples: n,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_difference;
+
+    #[test]
+    fn the_first_differing_key_is_named() {
+        let a: toml::Value = toml::from_str("[x]\ny = 1\nz = [1, 2]\n[w]\nv = true").unwrap();
+        let b: toml::Value = toml::from_str("[x]\ny = 1\nz = [1, 3]\n[w]\nv = true").unwrap();
+        assert_eq!(first_difference(&a, &b, ""), Some("x.z".into()));
+        assert_eq!(first_difference(&a, &a, ""), None);
+        let c: toml::Value = toml::from_str("[x]\ny = 1\nz = [1, 2]").unwrap();
+        assert_eq!(first_difference(&a, &c, ""), Some("w".into()));
+    }
 }

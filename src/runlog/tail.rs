@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 /// A line longer than this is skipped as corrupt (no event comes near it), bounding memory.
 pub const MAX_LINE: usize = 16 << 20;
+/// Skipped lines reported one by one; after that a single notice says that more follow.
+pub const MAX_REPORTED: u64 = 1000;
 /// Bytes read per `read` call.
 const CHUNK: usize = 1 << 20;
 /// How many bytes before the read position are remembered to notice a rewritten file (a whole
@@ -35,13 +37,16 @@ pub struct Tail {
     offset: u64,
     /// Complete lines consumed.
     line: u64,
-    /// An incomplete last line, waiting for its newline.
+    /// An incomplete last line, waiting for its newline (re-read from `offset` on every poll,
+    /// so a line rewritten by a resume is never stitched to an old beginning).
     pending: Vec<u8>,
     /// Skipping the rest of an over-long line.
     discarding: bool,
     /// The last bytes before `offset`, to notice a file rewritten under us.
     guard: Vec<u8>,
     refused: bool,
+    /// Lines skipped so far (reports stop at [`MAX_REPORTED`]).
+    skipped: u64,
 }
 
 impl Tail {
@@ -54,6 +59,7 @@ impl Tail {
             discarding: false,
             guard: Vec::new(),
             refused: false,
+            skipped: 0,
         }
     }
 
@@ -74,11 +80,12 @@ impl Tail {
             return Ok(out);
         }
         let mut file = File::open(&self.path)?;
+        self.pending.clear();
         if self.rewritten(&mut file)? {
             *self = Self::new(std::mem::take(&mut self.path));
             out.push(Item::Restarted);
         }
-        file.seek(SeekFrom::Start(self.offset + self.pending.len() as u64))?;
+        file.seek(SeekFrom::Start(self.offset))?;
         let mut buf = vec![0u8; CHUNK];
         loop {
             let n = file.read(&mut buf)?;
@@ -96,8 +103,7 @@ impl Tail {
     /// The file is shorter than what was read, or its bytes before the read position changed.
     fn rewritten(&self, file: &mut File) -> std::io::Result<bool> {
         let len = file.metadata()?.len();
-        let read_to = self.offset + self.pending.len() as u64;
-        if len < read_to {
+        if len < self.offset {
             return Ok(true);
         }
         if self.guard.is_empty() {
@@ -118,10 +124,7 @@ impl Tail {
             self.line += 1;
             let line_len = (self.pending.len() + head.len() + 1) as u64;
             if was_discarding || over {
-                out.push(Item::Skipped {
-                    line: self.line,
-                    reason: format!("longer than {MAX_LINE} bytes"),
-                });
+                self.skip(format!("longer than {MAX_LINE} bytes"), out);
                 self.pending.clear();
                 self.guard.clear();
             } else {
@@ -159,34 +162,55 @@ impl Tail {
         let line = self.line;
         let text = match std::str::from_utf8(raw) {
             Ok(t) => t.trim_end_matches('\r'),
-            Err(e) => {
-                let reason = format!("not UTF-8 ({e})");
-                out.push(Item::Skipped { line, reason });
-                return;
-            }
+            Err(e) => return self.skip(format!("not UTF-8 ({e})"), out),
         };
         if text.trim().is_empty() {
             return;
         }
+        if let Some(v) = newer_header(text) {
+            self.refused = true;
+            out.push(Item::Refused {
+                message: format!(
+                    "{}: run log format version {v} is newer than this mimr understands ({VERSION}); update mimr to open it",
+                    self.path.display()
+                ),
+            });
+            return;
+        }
         match serde_json::from_str::<Event>(text) {
             Ok(Event::Unknown) => {}
-            Ok(Event::Header(h)) if h.version > VERSION => {
-                self.refused = true;
-                out.push(Item::Refused {
-                    message: format!(
-                        "{}: run log format version {} is newer than this mimr understands ({VERSION}); update mimr to open it",
-                        self.path.display(),
-                        h.version
-                    ),
-                });
-            }
             Ok(event) => out.push(Item::Event { line, event }),
-            Err(e) => out.push(Item::Skipped {
-                line,
-                reason: format!("not a valid event: {e}"),
-            }),
+            Err(e) => self.skip(format!("not a valid event: {e}"), out),
         }
     }
+
+    /// Reports the current line as skipped, up to [`MAX_REPORTED`] reports (bounded memory).
+    fn skip(&mut self, reason: String, out: &mut Vec<Item>) {
+        self.skipped += 1;
+        let line = self.line;
+        if self.skipped < MAX_REPORTED {
+            out.push(Item::Skipped { line, reason });
+        } else if self.skipped == MAX_REPORTED {
+            let reason = format!("{reason}; further damaged lines are skipped without a report");
+            out.push(Item::Skipped { line, reason });
+        }
+    }
+}
+
+/// The major version of a header line, when it is newer than this build's: checked on the
+/// `type` and `version` fields alone, since a newer header need not parse as today's.
+fn newer_header(text: &str) -> Option<u32> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(rename = "type")]
+        kind: String,
+        version: Option<u32>,
+    }
+    if !text.contains("\"header\"") {
+        return None;
+    }
+    let p: Probe = serde_json::from_str(text).ok()?;
+    p.version.filter(|&v| p.kind == "header" && v > VERSION)
 }
 
 /// A whole log read at once: its events and a notice per skipped line.

@@ -24,7 +24,10 @@ impl RunLog {
             .read(true)
             .open(&path)
             .with_context(|| format!("cannot open run log {}", path.display()))?;
-        let len = file.metadata()?.len();
+        let len = file
+            .metadata()
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .len();
         let keep = resume_offset.unwrap_or(0);
         ensure!(
             keep <= len,
@@ -59,7 +62,10 @@ impl RunLog {
         self.file
             .sync_data()
             .with_context(|| format!("cannot sync {}", self.path.display()))?;
-        Ok(self.file.metadata()?.len())
+        let meta = self.file.metadata();
+        Ok(meta
+            .with_context(|| format!("cannot read {}", self.path.display()))?
+            .len())
     }
 
     pub fn path(&self) -> &Path {

@@ -43,7 +43,7 @@ impl Checkpoints {
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| step_of(p).is_some() && p.is_dir())
             .collect();
-        v.sort();
+        v.sort_by_key(|p| step_of(p));
         Ok(v)
     }
 
@@ -80,7 +80,10 @@ impl Checkpoints {
                 )
             });
         }
-        self.prune(keep)?;
+        // the new checkpoint is in place: failing to delete old ones must not stop training
+        if let Err(e) = self.prune(keep) {
+            tracing::warn!("{e:#}");
+        }
         Ok(dest)
     }
 
@@ -120,7 +123,9 @@ impl Checkpoints {
     /// Removes temp folders of interrupted saves; restores a checkpoint renamed aside whose
     /// replacement never got in, and deletes it where the replacement did.
     fn recover(&self) -> Result<()> {
-        for entry in fs::read_dir(&self.root)?.filter_map(|e| e.ok()) {
+        let entries = fs::read_dir(&self.root)
+            .with_context(|| format!("cannot list {}", self.root.display()))?;
+        for entry in entries.filter_map(|e| e.ok()) {
             let name = entry.file_name().to_string_lossy().into_owned();
             let path = entry.path();
             if name.starts_with('.') && name.ends_with(".tmp") {
@@ -157,11 +162,14 @@ fn remove_if_exists(path: &Path) -> Result<()> {
     }
 }
 
-/// fsyncs every file in `dir` (one level) and `dir` itself.
+/// fsyncs every file and folder below `dir`, and `dir` itself.
 fn sync_tree(dir: &Path) -> Result<()> {
-    for entry in fs::read_dir(dir)?.filter_map(|e| e.ok()) {
+    let entries = fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    for entry in entries.filter_map(|e| e.ok()) {
         let p = entry.path();
-        if p.is_file() {
+        if p.is_dir() {
+            sync_tree(&p)?;
+        } else if p.is_file() {
             File::open(&p)
                 .and_then(|f| f.sync_all())
                 .with_context(|| format!("cannot sync {}", p.display()))?;

@@ -123,6 +123,12 @@ pub fn run<T: Task>(
     settings: &Settings,
     control: &Control,
 ) -> Result<Outcome> {
+    ensure!(
+        settings.steps_per_epoch > 0 && settings.total_steps > 0,
+        "nothing to train: {} steps per epoch, {} steps in all",
+        settings.steps_per_epoch,
+        settings.total_steps
+    );
     let resume = match dir.checkpoints.latest()? {
         Some(folder) => {
             let r = Resume::read(&folder)?;
@@ -152,7 +158,9 @@ pub fn run<T: Task>(
         lp.save()?;
     }
     let step = lp.at.step;
-    let completed = !interrupted && step >= settings.total_steps;
+    // a stop that arrives during the very last step still completes the run
+    let completed = step >= settings.total_steps;
+    let interrupted = interrupted && !completed;
     task.finish(dir.path(), &mut log, completed)?;
     if completed {
         log.write(&Event::End { step })?;

@@ -37,17 +37,15 @@ pub struct Entry {
 /// Writes the atlas of samples `0..n` of `ds` into `dir`; returns the run-log event.
 pub fn write(dir: &Path, ds: &dyn Dataset, n: usize) -> Result<Thumbnails> {
     let n = n.min(ds.len());
+    let native = (0..n)
+        .find_map(|i| ds.get(i).ok())
+        .map_or(MAX_TILE, |s| s.image.width().min(s.image.height()));
+    let tile = native.clamp(8, MAX_TILE);
+    // each image is shrunk to its tile as soon as it is decoded (bounded memory)
     let samples: Vec<Option<(RgbImage, Option<u32>)>> = (0..n)
         .into_par_iter()
-        .map(|i| ds.get(i).ok().map(|s| (s.image, s.label)))
+        .map(|i| ds.get(i).ok().map(|s| (square(&s.image, tile), s.label)))
         .collect();
-    let native = samples
-        .iter()
-        .flatten()
-        .map(|(img, _)| img.width().min(img.height()))
-        .next()
-        .unwrap_or(MAX_TILE);
-    let tile = native.clamp(8, MAX_TILE);
     let columns = (n as f64).sqrt().ceil().max(1.0) as u32;
     let rows = (n as u32).div_ceil(columns).max(1);
     let mut atlas = RgbImage::from_pixel(columns * tile, rows * tile, Rgb([128, 128, 128]));
@@ -55,7 +53,7 @@ pub fn write(dir: &Path, ds: &dyn Dataset, n: usize) -> Result<Thumbnails> {
     for (i, s) in samples.iter().enumerate() {
         let (x, y) = ((i as u32 % columns) * tile, (i as u32 / columns) * tile);
         if let Some((img, _)) = s {
-            image::imageops::replace(&mut atlas, &square(img, tile), x.into(), y.into());
+            image::imageops::replace(&mut atlas, img, x.into(), y.into());
         }
         entries.push(Entry {
             sample: i,
