@@ -174,7 +174,8 @@ pub struct RunConfig {
     /// Log scalars every N steps.
     #[serde(default = "one_u64")]
     pub log_every: u64,
-    /// Embedding snapshots + NN examples every N steps (0 = only at stage ends).
+    /// Probe-subset embedding snapshots every N steps (0 = only at the end of stage 2 and at
+    /// the last step, where they are always written).
     #[serde(default)]
     pub snapshot_every: u64,
     /// Size of the fixed probe subset used for snapshots.
