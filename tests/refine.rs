@@ -317,6 +317,51 @@ fn short_refinement_raises_knn_accuracy() {
     assert_eq!(evals[4].samples.bank, 2000);
 }
 
+/// The online evaluation's results and encoder, per eval event.
+fn evals(dir: &Path) -> Vec<runlog::EvalEvent> {
+    let all = events(dir).into_iter().filter_map(|e| match e {
+        Event::Eval(e) => Some(e),
+        _ => None,
+    });
+    all.collect()
+}
+
+#[test]
+fn online_eval_of_the_live_encoder_equals_an_ema_with_momentum_zero() {
+    let run = |encoder: &str, momentum: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let sets = [
+            "data.limit=192",
+            "data.batch_size=32",
+            "stage2.epochs=0",
+            "stage3.epochs=1",
+            "heads.queue_size=256",
+            "run.snapshot_every=0",
+            "eval.train_size=100",
+            "eval.test_size=50",
+            "eval.protocols=[\"knn\", \"cluster\"]",
+            &format!("eval.encoder=\"{encoder}\""),
+            &format!("run.ema_momentum={momentum}"),
+        ];
+        go(config(dir.path(), &sets));
+        evals(dir.path())
+    };
+    // EMA(0) copies the trained encoder after every step: the same features, bit for bit
+    let (live, ema0, ema) = (
+        run("live", "0.9999"),
+        run("ema", "0.0"),
+        run("ema", "0.9999"),
+    );
+    assert_eq!(live.len(), 2, "start and end");
+    assert!(live.iter().all(|e| e.encoder == runlog::Encoder::Live));
+    assert!(ema0.iter().all(|e| e.encoder == runlog::Encoder::Ema));
+    let heads = |e: &[runlog::EvalEvent]| e.iter().map(|x| x.heads.clone()).collect::<Vec<_>>();
+    assert_eq!(heads(&live), heads(&ema0));
+    // a slow EMA starts where the live encoder does and ends elsewhere
+    assert_eq!(heads(&ema)[0], heads(&live)[0]);
+    assert_ne!(heads(&ema)[1], heads(&live)[1]);
+}
+
 #[test]
 fn a_diverging_loss_stops_with_a_message_and_keeps_the_last_checkpoint() {
     let dir = tempfile::tempdir().unwrap();

@@ -50,6 +50,10 @@ pub struct OnlineEvalConfig {
     /// Linear-probe epochs when `probe` is among the protocols (§5.2 uses 50).
     #[serde(default = "default_probe_epochs")]
     pub probe_epochs: usize,
+    /// `ema` (the encoder the paper evaluates) or `live` (the one being trained: in short runs
+    /// whose EMA barely moves, it shows what training does).
+    #[serde(default)]
+    pub encoder: crate::runlog::Encoder,
 }
 
 impl Default for OnlineEvalConfig {
@@ -63,6 +67,7 @@ impl Default for OnlineEvalConfig {
             test_size: default_eval_test(),
             knn_k: default_eval_ks(),
             probe_epochs: default_probe_epochs(),
+            encoder: Default::default(),
         }
     }
 }

@@ -7,8 +7,9 @@ use crate::data::{self, Dataset};
 use crate::eval::protocols::{self, Features, Options};
 use crate::model::features::{self, Tap};
 use crate::model::vit::Pool;
-use crate::runlog::{EvalEvent, EvalHead, EvalSamples, Event, RunLog};
+use crate::runlog::{Encoder, EvalEvent, EvalHead, EvalSamples, Event, RunLog};
 use anyhow::{Context, Result, ensure};
+use burn::module::Module;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
@@ -90,8 +91,9 @@ impl OnlineEval {
     /// Embeds both parts with the EMA encoder, scores every head's block and logs one `eval`
     /// event; a one-line summary goes to stderr.
     pub fn run(&self, t: &Trainer, epoch: f64, log: &mut RunLog) -> Result<()> {
-        let bank = embed_part(t, &self.bank)?;
-        let queries = embed_part(t, &self.queries)?;
+        let which = self.cfg.encoder;
+        let bank = embed_part(t, &self.bank, which)?;
+        let queries = embed_part(t, &self.queries, which)?;
         let n_classes = protocols::n_classes(&bank.labels, &queries.labels);
         ensure!(
             n_classes >= 2,
@@ -139,9 +141,14 @@ impl OnlineEval {
             }
             heads.insert(spec.name.clone(), entry);
         }
-        tracing::info!("[eval] step {}: {}", t.step, summary.join(", "));
+        let name = match which {
+            Encoder::Ema => "eval",
+            Encoder::Live => "eval, live encoder",
+        };
+        tracing::info!("[{name}] step {}: {}", t.step, summary.join(", "));
         log.write(&Event::Eval(EvalEvent {
             step: t.step,
+            encoder: which,
             epoch,
             split: self.cfg.split.name().into(),
             samples: EvalSamples {
@@ -206,7 +213,7 @@ fn disjoint(len: usize, bank: usize, queries: usize) -> (Vec<usize>, Vec<usize>)
 
 /// Decodes the part (eval transform with the run's normalisation), skipping unreadable samples,
 /// and embeds it.
-fn embed_part(t: &Trainer, part: &Part) -> Result<Embedded> {
+fn embed_part(t: &Trainer, part: &Part, which: Encoder) -> Result<Embedded> {
     let size = t.cfg.data.views.global_size();
     let (mut feats, mut labels, mut skipped) = (vec![Vec::new(); t.specs.len()], Vec::new(), 0);
     let mut dim = 0;
@@ -227,7 +234,7 @@ fn embed_part(t: &Trainer, part: &Part) -> Result<Embedded> {
         if n == 0 {
             continue;
         }
-        for (h, f) in embed_heads(t, imgs, n)?.into_iter().enumerate() {
+        for (h, f) in embed_heads(t, imgs, n, which)?.into_iter().enumerate() {
             dim = f.len() / n;
             feats[h].extend(f);
         }
@@ -253,16 +260,24 @@ pub fn eval_image(t: &Trainer, img: &image::RgbImage, size: usize) -> Vec<f32> {
     data::views::eval_view_with(img, resize, size as u32, v.mean, v.std)
 }
 
-/// CLS features `[n, dim]` of `n` images (`[n, 3, s, s]` row-major) from the EMA encoder at
-/// every head's tap, in `Trainer::specs` order; run in batches of [`EMBED_BATCH`].
-pub fn embed_heads(t: &Trainer, imgs: Vec<f32>, n: usize) -> Result<Vec<Vec<f32>>> {
+/// CLS features `[n, dim]` of `n` images (`[n, 3, s, s]` row-major) from the EMA or the live
+/// encoder at every head's tap, in `Trainer::specs` order; run in batches of [`EMBED_BATCH`].
+pub fn embed_heads(t: &Trainer, imgs: Vec<f32>, n: usize, which: Encoder) -> Result<Vec<Vec<f32>>> {
     if n == 0 || imgs.is_empty() {
         return Ok(vec![Vec::new(); t.specs.len()]);
     }
     let size = ((imgs.len() / n / 3) as f64).sqrt() as usize;
     let taps: Vec<Tap> = t.specs.iter().map(|s| s.block).collect();
     let chunks = features::chunks_of(&imgs, [n, 3, size, size], EMBED_BATCH);
-    let feats = features::extract(&t.ema, chunks, &taps, Pool::Cls, &t.device, |_| {})?;
+    let live;
+    let model = match which {
+        Encoder::Ema => &t.ema,
+        Encoder::Live => {
+            live = t.model.as_ref().context("model missing")?.encoder.valid();
+            &live
+        }
+    };
+    let feats = features::extract(model, chunks, &taps, Pool::Cls, &t.device, |_| {})?;
     Ok(feats.into_iter().map(|f| f.data).collect())
 }
 

@@ -331,7 +331,11 @@ pub fn snapshot(t: &Trainer, ds: &dyn data::Dataset, log: &mut RunLog) -> Result
         labels.push(s.label.map_or(-1.0, |l| l as f32));
     }
     let mut map = crate::host::TensorMap::new();
-    for (s, f) in t.specs.iter().zip(online_eval::embed_heads(t, imgs, n)?) {
+    for (s, f) in t
+        .specs
+        .iter()
+        .zip(online_eval::embed_heads(t, imgs, n, runlog::Encoder::Ema)?)
+    {
         let dim = f.len() / n.max(1);
         map.insert(
             s.name.clone(),

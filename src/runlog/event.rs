@@ -157,9 +157,23 @@ pub struct EvalHead {
     pub error: Option<String>,
 }
 
+/// Which encoder an evaluation embedded with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoder {
+    /// The EMA encoder (what the paper evaluates and `encoder_ema.safetensors` holds).
+    #[default]
+    Ema,
+    /// The encoder being trained.
+    Live,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EvalEvent {
     pub step: u64,
+    /// Absent in logs of earlier builds, which always evaluated the EMA encoder.
+    #[serde(default)]
+    pub encoder: Encoder,
     #[serde(deserialize_with = "nan_if_null")]
     pub epoch: f64,
     /// The query split.

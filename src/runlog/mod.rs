@@ -11,15 +11,16 @@ pub mod tail;
 pub mod writer;
 
 pub use event::{
-    EvalEvent, EvalHead, EvalSamples, Event, HeadStep, Header, NnExamples, NnPair, PretrainStep,
-    RunKind, Snapshot, StepEvent, Thumbnails,
+    Encoder, EvalEvent, EvalHead, EvalSamples, Event, HeadStep, Header, NnExamples, NnPair,
+    PretrainStep, RunKind, Snapshot, StepEvent, Thumbnails,
 };
 pub use tail::{Item, Replay, Tail, read_all};
 pub use writer::RunLog;
 
 /// Major format version written and understood by this build.
 pub const VERSION: u32 = 1;
-/// Minor format version written by this build (1: `thumbnails`, `pretrain_step`, header `kind`).
+/// Minor format version written by this build (1: `thumbnails`, `pretrain_step`, header `kind`,
+/// `eval.encoder`).
 pub const MINOR: u32 = 1;
 /// The run log's file name inside a run directory.
 pub const FILE: &str = "events.jsonl";
