@@ -296,13 +296,7 @@ fn short_refinement_raises_knn_accuracy() {
         "refinement should raise kNN accuracy by ≥ 3 points: {before:.4} → {after:.4}"
     );
     // the online evaluation logged the start, every epoch and the end, for every head
-    let evals: Vec<runlog::EvalEvent> = events(dir.path())
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Eval(e) => Some(e),
-            _ => None,
-        })
-        .collect();
+    let evals = evals(dir.path());
     let steps: Vec<u64> = evals.iter().map(|e| e.step).collect();
     assert_eq!(
         steps,

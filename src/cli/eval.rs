@@ -124,11 +124,16 @@ pub fn run(args: Args) -> Result<()> {
     write_reports(&args, &rows, train.labels.len(), test.labels.len())
 }
 
+/// Part of every feature-cache key; 2: the Pillow-exact eval transform (caches made before it
+/// hold features of other pixels and are not reused).
+const FEATURE_VERSION: u32 = 2;
+
 fn cache_key(args: &Args, blocks: &[usize], size: u32) -> Result<String> {
     let bytes = std::fs::read(&args.ckpt.checkpoint)?;
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    // FEATURE_VERSION: bump when the eval transform or the model's numerics change
     let spec = format!(
-        "{}|{blocks:?}|{size}|{}|{}|{:?}|{}",
+        "{FEATURE_VERSION}|{}|{blocks:?}|{size}|{}|{}|{:?}|{}",
         args.data.display(),
         args.train_limit,
         args.test_limit,

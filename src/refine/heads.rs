@@ -116,17 +116,22 @@ impl LinearBn {
     /// generator, so a run's init never depends on what else the process does); BN weight 1,
     /// bias 0.
     fn new(d_in: usize, d_out: usize, rng: &mut Rng, device: &Device) -> Self {
+        let a = (6.0 / (d_in + d_out) as f64).sqrt();
+        let w: Vec<f32> = (0..d_in * d_out).map(|_| rng.range(-a, a) as f32).collect();
+        Self::with_weight(Tensor::from_data(TensorData::new(w, [d_in, d_out]), device))
+    }
+
+    /// A layer with the given `[in, out]` weight; BN weight 1, bias 0.
+    fn with_weight(w: Tensor<2>) -> Self {
+        let ([d_in, d_out], device) = (w.dims(), w.device());
         let mut linear = LinearConfig::new(d_in, d_out)
             .with_bias(false)
             .with_initializer(burn::nn::Initializer::Zeros)
-            .init(device);
-        let a = (6.0 / (d_in + d_out) as f64).sqrt();
-        let w: Vec<f32> = (0..d_in * d_out).map(|_| rng.range(-a, a) as f32).collect();
-        linear.weight =
-            Param::from_tensor(Tensor::from_data(TensorData::new(w, [d_in, d_out]), device));
+            .init(&device);
+        linear.weight = Param::from_tensor(w);
         Self {
             linear,
-            bn: BatchNorm1d::new(d_out, device),
+            bn: BatchNorm1d::new(d_out, &device),
         }
     }
 
@@ -186,8 +191,7 @@ impl Head {
         };
         let layer = |name: &str| -> Result<LinearBn> {
             let w = get(&format!("{name}.0.weight"))?;
-            let mut l = LinearBn::new(w.shape[1], w.shape[0], &mut Rng::new(0), device);
-            l.linear.weight = Param::from_tensor(upload(&w.transposed_2d(), device));
+            let mut l = LinearBn::with_weight(upload(&w.transposed_2d(), device));
             l.bn.gamma = Param::from_tensor(upload(get(&format!("{name}.1.weight"))?, device));
             l.bn.beta = Param::from_tensor(upload(get(&format!("{name}.1.bias"))?, device));
             let inner = device.clone().inner();

@@ -6,11 +6,11 @@ use super::trainer::Trainer;
 use crate::data::{self, Dataset};
 use crate::eval::protocols::{self, Features, Options};
 use crate::model::features::{self, Tap};
-use crate::model::vit::Pool;
+use crate::model::vit::{Pool, Vit};
 use crate::runlog::{Encoder, EvalEvent, EvalHead, EvalSamples, Event, RunLog};
 use anyhow::{Context, Result, ensure};
 use burn::module::Module;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::sync::Arc;
 
 /// Images per forward pass when embedding evaluation or snapshot samples.
@@ -92,8 +92,16 @@ impl OnlineEval {
     /// event; a one-line summary goes to stderr.
     pub fn run(&self, t: &Trainer, epoch: f64, log: &mut RunLog) -> Result<()> {
         let which = self.cfg.encoder;
-        let bank = embed_part(t, &self.bank, which)?;
-        let queries = embed_part(t, &self.queries, which)?;
+        let live;
+        let model = match which {
+            Encoder::Ema => &t.ema,
+            Encoder::Live => {
+                live = t.model.as_ref().context("model missing")?.encoder.valid();
+                &live
+            }
+        };
+        let bank = embed_part(t, model, &self.bank)?;
+        let queries = embed_part(t, model, &self.queries)?;
         let n_classes = protocols::n_classes(&bank.labels, &queries.labels);
         ensure!(
             n_classes >= 2,
@@ -126,13 +134,17 @@ impl OnlineEval {
             let scored =
                 protocols::evaluate(b, q, n_classes, &self.cfg.protocols, &opts, &t.device)
                     .and_then(|r| {
-                        summary.push(format!("{} {}", spec.name, headline(&r)));
-                        let mut v = r;
-                        v["block"] = json!(spec.block);
-                        Ok(serde_json::from_value::<EvalHead>(v)?)
+                        let line = format!("{} {}", spec.name, headline(&r));
+                        Ok((line, serde_json::from_value::<EvalHead>(r)?))
                     });
             match scored {
-                Ok(e) => entry = e,
+                Ok((line, e)) => {
+                    summary.push(line);
+                    entry = EvalHead {
+                        block: spec.block,
+                        ..e
+                    };
+                }
                 Err(e) => {
                     // an evaluation problem must not end hours of training: log it and go on
                     tracing::warn!("online evaluation of head {} failed: {e:#}", spec.name);
@@ -213,7 +225,7 @@ fn disjoint(len: usize, bank: usize, queries: usize) -> (Vec<usize>, Vec<usize>)
 
 /// Decodes the part (eval transform with the run's normalisation), skipping unreadable samples,
 /// and embeds it.
-fn embed_part(t: &Trainer, part: &Part, which: Encoder) -> Result<Embedded> {
+fn embed_part(t: &Trainer, model: &Vit, part: &Part) -> Result<Embedded> {
     let size = t.cfg.data.views.global_size();
     let (mut feats, mut labels, mut skipped) = (vec![Vec::new(); t.specs.len()], Vec::new(), 0);
     let mut dim = 0;
@@ -234,7 +246,7 @@ fn embed_part(t: &Trainer, part: &Part, which: Encoder) -> Result<Embedded> {
         if n == 0 {
             continue;
         }
-        for (h, f) in embed_heads(t, imgs, n, which)?.into_iter().enumerate() {
+        for (h, f) in embed_heads(t, model, imgs, n)?.into_iter().enumerate() {
             dim = f.len() / n;
             feats[h].extend(f);
         }
@@ -260,23 +272,16 @@ pub fn eval_image(t: &Trainer, img: &image::RgbImage, size: usize) -> Vec<f32> {
     data::views::eval_view_with(img, resize, size as u32, v.mean, v.std)
 }
 
-/// CLS features `[n, dim]` of `n` images (`[n, 3, s, s]` row-major) from the EMA or the live
-/// encoder at every head's tap, in `Trainer::specs` order; run in batches of [`EMBED_BATCH`].
-pub fn embed_heads(t: &Trainer, imgs: Vec<f32>, n: usize, which: Encoder) -> Result<Vec<Vec<f32>>> {
+/// CLS features `[n, dim]` of `n` images (`[n, 3, s, s]` row-major) from `model` (the EMA or
+/// the live encoder) at every head's tap, in `Trainer::specs` order; in batches of
+/// [`EMBED_BATCH`].
+pub fn embed_heads(t: &Trainer, model: &Vit, imgs: Vec<f32>, n: usize) -> Result<Vec<Vec<f32>>> {
     if n == 0 || imgs.is_empty() {
         return Ok(vec![Vec::new(); t.specs.len()]);
     }
     let size = ((imgs.len() / n / 3) as f64).sqrt() as usize;
     let taps: Vec<Tap> = t.specs.iter().map(|s| s.block).collect();
     let chunks = features::chunks_of(&imgs, [n, 3, size, size], EMBED_BATCH);
-    let live;
-    let model = match which {
-        Encoder::Ema => &t.ema,
-        Encoder::Live => {
-            live = t.model.as_ref().context("model missing")?.encoder.valid();
-            &live
-        }
-    };
     let feats = features::extract(model, chunks, &taps, Pool::Cls, &t.device, |_| {})?;
     Ok(feats.into_iter().map(|f| f.data).collect())
 }

@@ -334,7 +334,7 @@ pub fn snapshot(t: &Trainer, ds: &dyn data::Dataset, log: &mut RunLog) -> Result
     for (s, f) in t
         .specs
         .iter()
-        .zip(online_eval::embed_heads(t, imgs, n, runlog::Encoder::Ema)?)
+        .zip(online_eval::embed_heads(t, &t.ema, imgs, n)?)
     {
         let dim = f.len() / n.max(1);
         map.insert(

@@ -187,6 +187,14 @@ mod tests {
         Ok(())
     }
 
+    fn steps(c: &Checkpoints) -> Vec<u64> {
+        c.list()
+            .unwrap()
+            .iter()
+            .filter_map(|p| step_of(p))
+            .collect()
+    }
+
     #[test]
     fn saves_replace_prune_and_recover_without_losing_a_complete_checkpoint() {
         let run = tempfile::tempdir().unwrap();
@@ -194,12 +202,7 @@ mod tests {
         for s in [2, 4, 6] {
             c.save(s, 2, |d| write(d, &s.to_string())).unwrap();
         }
-        let names: Vec<u64> = c
-            .list()
-            .unwrap()
-            .iter()
-            .filter_map(|p| step_of(p))
-            .collect();
+        let names = steps(&c);
         assert_eq!(names, vec![4, 6]);
         // the same step again replaces the folder
         c.save(6, 2, |d| write(d, "again")).unwrap();
@@ -217,12 +220,7 @@ mod tests {
         fs::rename(latest, c.root().join(".ckpt-000000006.old")).unwrap();
         fs::create_dir(c.root().join(".ckpt-000000010.tmp")).unwrap();
         let c = Checkpoints::open(run.path()).unwrap();
-        let names: Vec<u64> = c
-            .list()
-            .unwrap()
-            .iter()
-            .filter_map(|p| step_of(p))
-            .collect();
+        let names = steps(&c);
         assert_eq!(names, vec![4, 6]);
         assert_eq!(fs::read_dir(c.root()).unwrap().count(), 2);
     }

@@ -181,6 +181,11 @@ fn stop_and_resume_equal_an_uninterrupted_run() {
     assert_eq!(logged_steps(b.path()), (1..=12).collect::<Vec<_>>());
 }
 
+/// The error message of a run expected to fail.
+fn failure(dir: &Path, t: &mut Counter) -> String {
+    format!("{:#}", go(dir, t, 0, &Control::default()).unwrap_err())
+}
+
 #[test]
 fn a_nan_loss_or_a_failed_checkpoint_stops_and_keeps_the_last_good_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -188,10 +193,7 @@ fn a_nan_loss_or_a_failed_checkpoint_stops_and_keeps_the_last_good_one() {
         nan_at: Some(8),
         ..Default::default()
     };
-    let err = format!(
-        "{:#}",
-        go(dir.path(), &mut t, 0, &Control::default()).unwrap_err()
-    );
+    let err = failure(dir.path(), &mut t);
     assert!(
         err.contains("loss became NaN at step 8") && err.contains("step 6"),
         "{err}"
@@ -201,10 +203,7 @@ fn a_nan_loss_or_a_failed_checkpoint_stops_and_keeps_the_last_good_one() {
         fail_saves_from: Some(6),
         ..Default::default()
     };
-    let err = format!(
-        "{:#}",
-        go(dir.path(), &mut t, 0, &Control::default()).unwrap_err()
-    );
+    let err = failure(dir.path(), &mut t);
     assert!(
         err.contains("disk full") && err.contains("ckpt-000000006"),
         "{err}"
