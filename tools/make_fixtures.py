@@ -22,7 +22,10 @@ Files written (see the report / tests for the exact key lists):
   refined_prenorm.th         MIM-Refiner (kappamodules) layout with ctor_kwargs etc.
   evil_global.pth            tiny MAE-like file whose `norm.weight` is a pickled __main__.Evil object
   <stem>_ref.safetensors     inputs (`images`, `images_interp`) and outputs (`block.{i}`, `final`,
-                             `interp.block.{i}`, `interp.final`) for each of the first four
+                             `interp.block.{i}`, `interp.final`) for each of the first four; the interp
+                             outputs resize pos_embed by the family's convention (method.md §1.2): plain
+                             bicubic, but antialias=True for the timm file (checked against timm's own
+                             dynamic_img_size forward)
 """
 
 import argparse
@@ -72,6 +75,7 @@ def _mlp(x, p):
 def reference_forward(m, images, kind, heads):
     """m: dict with float64 tensors
          patch_w [D,3,P,P], patch_b [D], pos [1,H0,W0,D], cls [1,1,D] (effective, incl. any CLS pos row),
+         pos_antialias (optional, default False): resize pos with antialias=True (timm) instead of plain bicubic,
          blocks: list of dicts (timm block-relative names, optional ls1.gamma/ls2.gamma),
          norm_w/norm_b (pre-norm), embed_norm_w/embed_norm_b (post-norm)
        returns (list of per-block outputs, final)"""
@@ -82,8 +86,10 @@ def reference_forward(m, images, kind, heads):
     x = x.permute(0, 2, 3, 1)  # (B,h,w,D)
     pos = m["pos"]
     if tuple(pos.shape[1:3]) != (h, w):
+        # the family's convention (method.md §1.2): plain bicubic for MAE / data2vec 2.0 / MIM-Refiner,
+        # antialias=True for timm files (timm's resample_abs_pos_embed default)
         pos = F.interpolate(pos.permute(0, 3, 1, 2), size=(h, w), mode="bicubic",
-                            align_corners=False).permute(0, 2, 3, 1)
+                            align_corners=False, antialias=m.get("pos_antialias", False)).permute(0, 2, 3, 1)
     x = (x + pos).reshape(B, h * w, D)
     x = torch.cat([m["cls"].expand(B, -1, -1), x], dim=1)
     if kind == "postnorm":
@@ -223,11 +229,13 @@ def rand_images(g, B, H, W):
 # timm cross-check
 # --------------------------------------------------------------------------------------------
 
-def timm_check(sd, img_size, patch, D, depth, heads, images, final_ref, layerscale=False, label=""):
+def timm_check(sd, img_size, patch, D, depth, heads, images, final_ref, layerscale=False, label="",
+               dynamic=False):
+    """dynamic: run timm with dynamic_img_size=True (images at another size than img_size)."""
     import timm.models.vision_transformer as vt
     model = vt.VisionTransformer(img_size=img_size, patch_size=patch, embed_dim=D, depth=depth,
                                  num_heads=heads, num_classes=0, global_pool="token",
-                                 init_values=(0.1 if layerscale else None))
+                                 init_values=(0.1 if layerscale else None), dynamic_img_size=dynamic)
     model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
     model.eval()
     with torch.inference_mode():
@@ -416,11 +424,14 @@ def fixture_timm(out_dir, all_ok):
     images = rand_images(g_img, 2, IMG, IMG)
     images_interp = rand_images(g_img, 2, 48, 40)
     m = model_from_timm_sd(sd, (gh, gw), "prenorm")
+    m["pos_antialias"] = True  # a timm file: timm resizes pos_embed with antialias=True
     ref = make_ref(m, "prenorm", heads, images, images_interp)
     save_st(ref, os.path.join(out_dir, "timm_layerscale_ref.safetensors"),
               metadata={"kind": "prenorm", "heads": str(heads), "patch": str(P)})
     all_ok &= timm_check(sd, IMG, P, D, depth, heads, images, ref["final"], layerscale=True,
                          label="timm_layerscale")
+    all_ok &= timm_check(sd, IMG, P, D, depth, heads, images_interp, ref["interp.final"], layerscale=True,
+                         label="timm_layerscale at 48x40 (dynamic_img_size)", dynamic=True)
     return all_ok
 
 
@@ -536,6 +547,11 @@ def check_export(args):
         print(f"key mismatch: missing {sorted(missing)}, unexpected {sorted(extra)}")
         sys.exit(1)
     m = model_from_timm_sd(sd, grid, kind)
+    from safetensors import safe_open
+    with safe_open(args.exported, "pt") as fh:
+        pos_interp = (fh.metadata() or {}).get("pos_interp", "bicubic-antialias")  # mimr's default for safetensors
+    m["pos_antialias"] = pos_interp == "bicubic-antialias"
+    print(f"pos_interp (metadata): {pos_interp}")
     worst = 0.0
     for prefix, imgs in (("", images), ("interp.", images_interp)):
         blocks, final = reference_forward(m, imgs, kind, heads)

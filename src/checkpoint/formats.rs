@@ -2,6 +2,7 @@
 //! MIM-Refiner kappamodules) and their translation to the canonical §6.1 layout.
 
 use crate::host::{HostTensor, TensorMap};
+use crate::model::pos_embed::PosInterp;
 use anyhow::{Context, Result, bail};
 
 /// Which family a checkpoint came from.
@@ -28,6 +29,18 @@ impl Format {
             Format::RefinerTh => "MIM-Refiner checkpoint (.th, torch zip, `state_dict`)",
             Format::TorchStateDict => "PyTorch state dict (torch zip)",
             Format::Safetensors => "safetensors (timm/hub key names)",
+        }
+    }
+
+    /// The positional-embedding resize the family's own code uses (method.md §1.2): the
+    /// reference's plain bicubic for MAE, data2vec 2.0 and MIM-Refiner files; timm's
+    /// antialiased bicubic for timm/hub files (safetensors, bare state dicts such as
+    /// `pytorch_model.bin`). Safetensors metadata `pos_interp` (written by `mimr export`)
+    /// takes precedence over this.
+    pub fn default_pos_interp(self) -> PosInterp {
+        match self {
+            Format::MaePth | Format::Data2vec2 | Format::RefinerTh => PosInterp::Bicubic,
+            Format::TorchStateDict | Format::Safetensors => PosInterp::BicubicAntialias,
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod st;
 pub mod torch_zip;
 
 use crate::host::TensorMap;
+use crate::model::pos_embed::PosInterp;
 use crate::model::vit::{BlockStyle, Vit, VitConfig};
 use anyhow::{Context, Result, bail};
 pub use formats::Format;
@@ -32,10 +33,17 @@ struct RawCheckpoint {
     format: Format,
     tensors: TensorMap,
     heads: Option<usize>,
+    /// Safetensors metadata `pos_interp` (what `mimr export` records).
+    pos_interp: Option<PosInterp>,
     extras: BTreeMap<String, String>,
 }
 
-/// Reads `path`; `heads` overrides the attention-head count when given.
+/// Safetensors metadata key recording the positional-embedding resize convention.
+pub const POS_INTERP_KEY: &str = "pos_interp";
+
+/// Reads `path`; `heads` overrides the attention-head count when given. The positional
+/// resize (`config.pos_interp`) is the file's metadata or its family's default
+/// ([`Format::default_pos_interp`]); [`Checkpoint::with_pos_interp`] overrides it.
 pub fn load(path: &Path, heads: Option<usize>) -> Result<Checkpoint> {
     let bytes = std::fs::read(path)
         .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
@@ -47,8 +55,11 @@ pub fn load(path: &Path, heads: Option<usize>) -> Result<Checkpoint> {
         (None, Some(h)) => (Some(h), "checkpoint metadata".to_string()),
         (None, None) => (None, String::new()),
     };
-    let (config, heads_source) = infer_config(&canon.tensors, heads, heads_source)
+    let (mut config, heads_source) = infer_config(&canon.tensors, heads, heads_source)
         .with_context(|| format!("{}", path.display()))?;
+    config.pos_interp = raw
+        .pos_interp
+        .unwrap_or_else(|| raw.format.default_pos_interp());
     validate(&config, &canon.tensors).with_context(|| {
         format!(
             "{}: does not match the inferred architecture",
@@ -66,6 +77,15 @@ pub fn load(path: &Path, heads: Option<usize>) -> Result<Checkpoint> {
 }
 
 impl Checkpoint {
+    /// Replaces the family's positional resize with `choice` when given (`--pos-interp`,
+    /// `model.pos_interp`).
+    pub fn with_pos_interp(mut self, choice: Option<PosInterp>) -> Self {
+        if let Some(p) = choice {
+            self.config.pos_interp = p;
+        }
+        self
+    }
+
     /// Builds the Burn model on `device`.
     pub fn build(&self, device: &burn::tensor::Device) -> Result<Vit> {
         Vit::from_tensors(&self.config, &self.tensors, device)
@@ -87,15 +107,25 @@ fn read_raw(path: &Path, bytes: Vec<u8>) -> Result<RawCheckpoint> {
             })?),
             None => None,
         };
+        let pos_interp = match f.metadata.get(POS_INTERP_KEY) {
+            Some(v) => Some(PosInterp::parse(v).with_context(|| {
+                format!(
+                    "{}: metadata {POS_INTERP_KEY} = `{v}`; re-export the file or pass --pos-interp",
+                    path.display()
+                )
+            })?),
+            None => None,
+        };
         let extras = f
             .metadata
             .into_iter()
-            .filter(|(k, _)| k != "num_heads")
+            .filter(|(k, _)| k != "num_heads" && k != POS_INTERP_KEY)
             .collect();
         return Ok(RawCheckpoint {
             format: Format::Safetensors,
             tensors: f.tensors,
             heads,
+            pos_interp,
             extras,
         });
     }
@@ -152,6 +182,7 @@ fn read_torch(path: &Path, bytes: Vec<u8>) -> Result<RawCheckpoint> {
         format,
         tensors,
         heads,
+        pos_interp: None,
         extras,
     })
 }
@@ -254,6 +285,7 @@ fn infer_config(
         embed_norm,
         final_norm,
         layer_scale: t.contains_key("blocks.0.ls1.gamma"),
+        pos_interp: PosInterp::default(),
     };
     config.validate()?;
     Ok((config, heads_source))
@@ -293,7 +325,8 @@ pub fn validate(cfg: &VitConfig, t: &TensorMap) -> Result<()> {
     Ok(())
 }
 
-/// Writes `ck` in timm key names with metadata describing the architecture.
+/// Writes `ck` in timm key names with metadata describing the architecture and the
+/// positional resize convention (`pos_interp`), so that mimr reloads it unchanged.
 pub fn export_timm(ck: &Checkpoint, out: &std::path::Path) -> Result<()> {
     let c = &ck.config;
     anyhow::ensure!(
@@ -313,6 +346,7 @@ pub fn export_timm(ck: &Checkpoint, out: &std::path::Path) -> Result<()> {
                 .unwrap_or("")
                 .to_string(),
         ),
+        (POS_INTERP_KEY.to_string(), c.pos_interp.name().to_string()),
         (
             "exported_by".to_string(),
             format!("mimr {}", env!("CARGO_PKG_VERSION")),

@@ -2,7 +2,7 @@
 //! normalised images or an image folder, written as safetensors `block.<i>` and `final`.
 
 use super::{CkptArgs, DeviceArgs};
-use crate::checkpoint::{self, st};
+use crate::checkpoint::st;
 use crate::host::{HostTensor, TensorMap};
 use crate::images;
 use crate::model::features::{self, Tap};
@@ -88,7 +88,7 @@ pub fn parse_blocks(spec: &str, depth: usize) -> Result<Vec<usize>> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let ck = checkpoint::load(&args.ckpt.checkpoint, args.ckpt.heads)?;
+    let ck = args.ckpt.load()?;
     let blocks = parse_blocks(&args.blocks, ck.config.depth)?;
     let (images, shape, mut meta) = read_inputs(&args, &ck.config)?;
     let device = args.device.select()?;

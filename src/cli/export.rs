@@ -16,7 +16,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let ck = checkpoint::load(&args.ckpt.checkpoint, args.ckpt.heads)?;
+    let ck = args.ckpt.load()?;
     checkpoint::export_timm(&ck, &args.out)?;
     println!(
         "wrote {} ({} tensors)",

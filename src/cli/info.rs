@@ -1,7 +1,6 @@
 //! `mimr info <ckpt> [--json]`: format, architecture and parameter count of a checkpoint.
 
 use super::CkptArgs;
-use crate::checkpoint;
 use anyhow::Result;
 
 #[derive(clap::Args, Debug)]
@@ -14,7 +13,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let ck = checkpoint::load(&args.ckpt.checkpoint, args.ckpt.heads)?;
+    let ck = args.ckpt.load()?;
     let c = &ck.config;
     let params = c.param_count();
     if args.json {
@@ -59,6 +58,10 @@ pub fn run(args: Args) -> Result<()> {
         c.grid[1],
         c.grid[0] * c.patch_size,
         c.grid[1] * c.patch_size
+    );
+    println!(
+        "pos resize:   {} (other image sizes; --pos-interp overrides)",
+        c.pos_interp.name()
     );
     println!("parameters:   {params} ({:.2} M)", params as f64 / 1e6);
     if !ck.dropped.is_empty() {

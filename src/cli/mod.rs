@@ -12,6 +12,7 @@ mod logging;
 mod refine;
 
 use crate::device::DeviceChoice;
+use crate::model::pos_embed::PosInterp;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -55,6 +56,19 @@ pub struct CkptArgs {
     /// Attention heads, when the file does not say and the width is not a standard ViT's.
     #[arg(long)]
     pub heads: Option<usize>,
+    /// Positional-embedding resize for other image sizes: bicubic (plain PyTorch bicubic, as the
+    /// MAE / data2vec 2.0 / MIM-Refiner code) or bicubic-antialias (timm's default). Default: by
+    /// checkpoint family (.pth/.pt/.th → bicubic; safetensors and bare state dicts →
+    /// bicubic-antialias, unless the file's metadata says otherwise).
+    #[arg(long, value_enum)]
+    pub pos_interp: Option<PosInterp>,
+}
+
+impl CkptArgs {
+    /// Loads the checkpoint with `--heads` and `--pos-interp` applied.
+    pub fn load(&self) -> anyhow::Result<crate::checkpoint::Checkpoint> {
+        Ok(crate::checkpoint::load(&self.checkpoint, self.heads)?.with_pos_interp(self.pos_interp))
+    }
 }
 
 /// The `--device` option.

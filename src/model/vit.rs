@@ -1,7 +1,7 @@
 //! The Vision Transformer of MIM encoders (MAE/dBOT/MAWS pre-norm, data2vec 2.0 post-norm),
 //! method.md §1.1–§1.2: its config, presets, modules and a forward that taps any block.
 
-use super::pos_embed;
+use super::pos_embed::{self, PosInterp};
 use crate::host::{HostTensor, TensorMap, host};
 use anyhow::{Context, Result, bail};
 use burn::module::{Module, Param};
@@ -39,6 +39,10 @@ pub struct VitConfig {
     pub embed_norm: bool,
     pub final_norm: bool,
     pub layer_scale: bool,
+    /// How the positional grid is resized for other image sizes (method.md §1.2); checkpoints
+    /// choose it by family (`checkpoint::Format::default_pos_interp`).
+    #[serde(default)]
+    pub pos_interp: PosInterp,
 }
 
 impl VitConfig {
@@ -79,6 +83,7 @@ impl VitConfig {
             embed_norm: false,
             final_norm: true,
             layer_scale: false,
+            pos_interp: PosInterp::Bicubic,
         }
     }
 
@@ -285,6 +290,9 @@ pub struct Vit {
     pub blocks: Vec<Block>,
     pub norm: Option<LayerNorm>,
     pub patch_size: usize,
+    /// Resize convention of `pos_embed` for other grids (method.md §1.2).
+    #[module(skip)]
+    pub pos_interp: PosInterp,
 }
 
 impl Vit {
@@ -334,8 +342,8 @@ impl Vit {
         }
     }
 
-    /// The positional embedding for an `h × w` patch grid: the stored one, or its bicubic
-    /// resize (PyTorch semantics, align_corners=False) computed as two small matmuls.
+    /// The positional embedding for an `h × w` patch grid: the stored one, or its resize with
+    /// `self.pos_interp` (PyTorch-exact, either convention) computed as two small matmuls.
     pub fn pos_embed_for(&self, h: usize, w: usize) -> Tensor<4> {
         let pos = self.pos_embed.val();
         let [_, gh, gw, d] = pos.dims();
@@ -344,7 +352,7 @@ impl Vit {
         }
         let device = pos.device();
         let matrix = |n_in, n_out| {
-            let m: Vec<f32> = pos_embed::bicubic_matrix(n_in, n_out)
+            let m: Vec<f32> = pos_embed::resize_matrix(self.pos_interp, n_in, n_out)
                 .into_iter()
                 .map(|v| v as f32)
                 .collect();
@@ -445,6 +453,7 @@ impl Vit {
             blocks,
             norm: opt_ln(cfg.final_norm, "norm")?,
             patch_size: cfg.patch_size,
+            pos_interp: cfg.pos_interp,
         })
     }
 
@@ -603,6 +612,31 @@ mod tests {
         // (768·1000 + 1000) and pos_embed (197·768) are not encoder parameters here.
         let b = VitConfig::preset("base", 224).unwrap().param_count();
         assert_eq!(b, 86_567_656 - 769_000 - 151_296);
+    }
+
+    #[test]
+    fn pos_embed_for_matches_pytorch_in_both_conventions() {
+        // the device path (two f32 matmuls) against F.interpolate / timm on the same grid
+        let f = pos_embed::tests::pytorch_fixture();
+        let grid = &f["grid"];
+        let [h, w, d] = grid.shape[..] else {
+            panic!("grid must be [h, w, d]")
+        };
+        let cfg = VitConfig::prenorm(4, d, 1, 2, 4 * h);
+        let mut t = cfg.random_tensors(1);
+        let pos = HostTensor::new(vec![1, h, w, d], grid.data.clone()).unwrap();
+        t.insert("pos_embed.embed".into(), pos);
+        let mut vit = Vit::from_tensors(&cfg, &t, &Device::flex()).unwrap();
+        let mut worst = 0.0f32;
+        for (key, interp, (h2, w2), want) in pos_embed::tests::cases(&f) {
+            vit.pos_interp = interp;
+            let got = host(vit.pos_embed_for(h2, w2)).unwrap();
+            let got = got.reshaped(vec![h2, w2, d]).unwrap();
+            let diff = got.max_abs_diff(&want);
+            assert!(diff <= 1e-5, "{key}: max abs diff {diff} to PyTorch");
+            worst = worst.max(diff);
+        }
+        eprintln!("Vit::pos_embed_for vs PyTorch: max abs diff {worst:e}");
     }
 
     #[test]

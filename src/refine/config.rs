@@ -99,6 +99,10 @@ pub struct ModelConfig {
     /// Attention heads when the file does not say.
     #[serde(default)]
     pub attention_heads: Option<usize>,
+    /// Positional-embedding resize for other view sizes: `bicubic` (the reference's) or
+    /// `bicubic-antialias` (timm's); absent = by checkpoint family (method.md §1.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pos_interp: Option<crate::model::pos_embed::PosInterp>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -226,6 +230,14 @@ fn default_keep() -> usize {
 }
 fn default_probe() -> usize {
     256
+}
+
+impl ModelConfig {
+    /// Loads the encoder checkpoint with `attention_heads` and `pos_interp` applied.
+    pub fn load(&self) -> Result<crate::checkpoint::Checkpoint> {
+        let ck = crate::checkpoint::load(&self.checkpoint, self.attention_heads)?;
+        Ok(ck.with_pos_interp(self.pos_interp))
+    }
 }
 
 impl RefineConfig {
