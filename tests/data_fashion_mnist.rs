@@ -1,7 +1,7 @@
 //! The data pipeline on real data: Fashion-MNIST from Debian's `dataset-fashion-mnist` (or the
 //! folder in `MIMR_FASHION_MNIST`), its manifest, and multi-crop batches from the loader.
 
-use mimr::data::{Loader, Manifest, MultiCropConfig, Split, open};
+use mimr::data::{IMAGENET_MEAN, IMAGENET_STD, Loader, Manifest, MultiCropConfig, Split, open};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -43,10 +43,18 @@ fn loader_yields_normalised_multi_crop_batches() {
         assert_eq!((b.global_size, b.local_size, b.globals.len()), (32, 16, 2));
         assert!(b.globals.iter().all(|g| g.len() == 16 * 3 * 32 * 32));
         assert_eq!(b.locals.len(), 10 * 16 * 3 * 16 * 16);
-        for group in b.globals.iter().chain([&b.locals]) {
-            assert!(group.iter().all(|v| v.is_finite() && v.abs() < 3.0));
-            let mean = group.iter().map(|&v| v as f64).sum::<f64>() / group.len() as f64;
-            assert!((-3.0..=3.0).contains(&mean), "mean {mean}");
+        for (group, size) in b.globals.iter().map(|g| (g, 32)).chain([(&b.locals, 16)]) {
+            // normalised with the ImageNet statistics: undone, every value is a pixel in [0, 1]
+            // (unnormalised views would not hold the dark values below; views normalised twice
+            // or with swapped statistics would leave [0, 1])
+            for (i, &v) in group.iter().enumerate() {
+                let c = (i / (size * size)) % 3;
+                let pixel = v * IMAGENET_STD[c] + IMAGENET_MEAN[c];
+                assert!((-1e-5..=1.0 + 1e-5).contains(&pixel), "{v} in channel {c}");
+            }
+            // Fashion-MNIST's black backgrounds normalise to ≈ −2 (−mean/std), even after jitter
+            let min = group.iter().copied().fold(f32::INFINITY, f32::min);
+            assert!(min < -1.0, "no dark pixel in a batch: min {min}");
             assert!(
                 group.iter().any(|&v| v != group[0]),
                 "a batch of constant views"

@@ -72,12 +72,6 @@ fn resume_is_bit_identical_and_the_log_has_each_step_once() {
     let resumed = go(config(b.path(), &small));
     assert_eq!(resumed.resumed_from, Some(7));
     assert_eq!(resumed.steps, 12);
-    for (x, y) in step_events(a.path()).iter().zip(step_events(b.path())) {
-        eprintln!(
-            "DBG {} {:?} {:?}",
-            x.step, x.heads["main"].loss, y.heads["main"].loss
-        );
-    }
     let ta = mimr::checkpoint::st::read(&a.path().join("encoder_ema.safetensors"))
         .unwrap()
         .tensors;
@@ -399,6 +393,7 @@ fn ctrl_c_writes_a_checkpoint_and_exits_cleanly() {
         "data.limit=4096".into(),
         "heads.queue_size=256".into(),
         "run.checkpoint_every=100000".into(),
+        "run.log_every=1".into(),
     ];
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mimr"));
     cmd.args(["refine", "--config", cfg_path.to_str().unwrap()]);
@@ -431,9 +426,122 @@ fn ctrl_c_writes_a_checkpoint_and_exits_cleanly() {
     assert!(stdout.contains("stopped after"), "{stdout}");
     let ckpts = checkpoints(dir.path());
     assert_eq!(ckpts.len(), 1, "one checkpoint written on Ctrl-C");
-    let steps = step_events(dir.path()).len();
     let state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(ckpts[0].join("state.json")).unwrap())
             .unwrap();
-    assert!(steps > 0 && state["step"].as_u64().unwrap() >= steps as u64);
+    // every step is logged (log_every = 1) and the step under way when Ctrl-C came completes:
+    // the checkpoint is at exactly the last logged step, and every step before it was logged
+    let logged: Vec<u64> = step_events(dir.path()).iter().map(|e| e.step).collect();
+    assert!(!logged.is_empty());
+    assert_eq!(logged, (1..=logged.len() as u64).collect::<Vec<_>>());
+    assert_eq!(state["step"].as_u64(), logged.last().copied());
+}
+
+/// An image folder (no train/test parts) of 2 classes × 40 images, 16 px, with an unreadable file
+/// as sample 0.
+fn folder_with_a_corrupt_first_image(root: &Path) {
+    for (c, class) in ["a", "b"].iter().enumerate() {
+        std::fs::create_dir_all(root.join(class)).unwrap();
+        for i in 0..40u32 {
+            let img = image::RgbImage::from_fn(16, 16, |x, y| {
+                let v = ((x * 7 + y * 13 + i * 29) % 97) as u8;
+                image::Rgb([v, v.wrapping_mul(3), if c == 0 { 30 } else { 200 }])
+            });
+            img.save(root.join(class).join(format!("{i:02}.png")))
+                .unwrap();
+        }
+    }
+    std::fs::write(root.join("a").join("00-broken.png"), b"not an image").unwrap();
+}
+
+/// Snapshots and online evaluation skip unreadable probe samples (counted, rows keep their
+/// dataset index), pool as the heads do (`heads.pool = "mean"`), and a dataset without a test
+/// split is evaluated on disjoint bank and query samples.
+#[test]
+fn snapshots_and_online_eval_skip_unreadable_samples_and_pool_as_the_heads() {
+    let (data, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    folder_with_a_corrupt_first_image(data.path());
+    let train = format!("data.train=\"{}\"", data.path().display());
+    let cfg = config(
+        dir.path(),
+        &[
+            &train,
+            "data.batch_size=16",
+            "stage2.epochs=1",
+            "stage3.epochs=1",
+            "heads.pool=\"mean\"",
+            "heads.queue_size=64",
+            "run.probe_size=12",
+            "run.snapshot_every=1000",
+            "eval.split=\"test\"",
+            "eval.train_size=40",
+            "eval.test_size=20",
+        ],
+    );
+    go(cfg.clone());
+    let snaps: Vec<runlog::Snapshot> = events(dir.path())
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Snapshot(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert!(!snaps.is_empty());
+    assert!(
+        snaps.iter().all(|s| (s.samples, s.skipped) == (11, 1)),
+        "{snaps:?}"
+    );
+    let last = snaps.last().unwrap();
+    let file = mimr::checkpoint::st::read(&dir.path().join(&last.file))
+        .unwrap()
+        .tensors;
+    let index: Vec<usize> = file["index"].data.iter().map(|&v| v as usize).collect();
+    assert_eq!(index, (1..12).collect::<Vec<_>>());
+    // the rows are the EMA encoder's block-0 features, mean-pooled like the heads' inputs
+    let ema = mimr::checkpoint::load(&dir.path().join("encoder_ema.safetensors"), None).unwrap();
+    let dev = burn::tensor::Device::flex();
+    let model = ema.build(&dev).unwrap();
+    let ds = mimr::data::open(data.path(), mimr::data::Split::Train).unwrap();
+    let v = &cfg.data.views;
+    let size = v.global_size();
+    let resize = (size as f64 / 0.875).round() as u32;
+    let imgs: Vec<f32> = index
+        .iter()
+        .flat_map(|&i| {
+            let img = ds.get(i).unwrap().image;
+            mimr::data::views::eval_view_with(&img, resize, size as u32, v.mean, v.std)
+        })
+        .collect();
+    let pooled = |how| {
+        let chunks = mimr::model::features::chunks_of(&imgs, [11, 3, size, size], 64);
+        let f = mimr::model::features::extract(&model, chunks, &[Some(0)], how, &dev, |_| {});
+        f.unwrap().remove(0).data
+    };
+    let (mean, cls) = (
+        pooled(mimr::model::vit::Pool::Mean),
+        pooled(mimr::model::vit::Pool::Cls),
+    );
+    let diff = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    };
+    assert!(diff(&file["cls0"].data, &mean) < 1e-5, "not mean-pooled");
+    assert!(
+        diff(&file["cls0"].data, &cls) > 1e-3,
+        "mean and CLS features coincide"
+    );
+    // online evaluation: sample 0 was drawn and skipped; bank and queries are disjoint samples
+    let evals = evals(dir.path());
+    assert!(!evals.is_empty());
+    for e in &evals {
+        assert_eq!(e.samples.skipped, 1, "{:?}", e.samples);
+        assert_eq!(
+            e.samples.bank + e.samples.queries + 1,
+            60,
+            "{:?}",
+            e.samples
+        );
+    }
 }

@@ -96,6 +96,74 @@ pub fn write(path: &Path, tensors: &TensorMap, metadata: HashMap<String, String>
             ))
         })
         .collect::<Result<_, safetensors::SafeTensorError>>()?;
-    let out = safetensors::serialize(views, &Some(metadata))?;
+    let mut out = safetensors::serialize(views, &Some(metadata))?;
+    sort_header(&mut out)?;
     crate::fsutil::write_atomic(path, &out)
+}
+
+/// Rewrites a serialized file's JSON header with its keys sorted (the `safetensors` crate writes
+/// `__metadata__` in hash-map order): the same tensors and metadata always give the same bytes.
+/// The sorted header has the same length (same compact JSON, keys reordered).
+fn sort_header(file: &mut [u8]) -> Result<()> {
+    let n = u64::from_le_bytes(file[..8].try_into()?) as usize;
+    let header = &file[8..8 + n];
+    let text = std::str::from_utf8(header)?;
+    let trimmed = text.trim_end_matches(' ');
+    // serde_json's Map is a BTreeMap in this build (no `preserve_order`): keys come out sorted
+    let value: serde_json::Value = serde_json::from_str(trimmed)?;
+    let sorted = serde_json::to_string(&value)?;
+    anyhow::ensure!(
+        sorted.len() == trimmed.len(),
+        "safetensors header changed length when sorted"
+    );
+    file[8..8 + sorted.len()].copy_from_slice(sorted.as_bytes());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header_text(bytes: &[u8]) -> String {
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        String::from_utf8(bytes[8..8 + n].to_vec()).unwrap()
+    }
+
+    #[test]
+    fn identical_content_gives_identical_bytes_with_sorted_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut map = TensorMap::new();
+        map.insert(
+            "b".into(),
+            HostTensor::new(vec![2], vec![1.0, 2.0]).unwrap(),
+        );
+        map.insert(
+            "a".into(),
+            HostTensor::new(vec![1, 3], vec![3.0; 3]).unwrap(),
+        );
+        let keys: Vec<String> = (0..16).map(|i| format!("key{i:02}")).collect();
+        let meta = |order: &mut dyn Iterator<Item = &String>| {
+            order
+                .map(|k| (k.clone(), format!("v-{k}")))
+                .collect::<HashMap<_, _>>()
+        };
+        let (p1, p2) = (dir.path().join("1.st"), dir.path().join("2.st"));
+        write(&p1, &map, meta(&mut keys.iter())).unwrap();
+        write(&p2, &map, meta(&mut keys.iter().rev())).unwrap();
+        let (b1, b2) = (std::fs::read(&p1).unwrap(), std::fs::read(&p2).unwrap());
+        assert_eq!(b1, b2);
+        let text = header_text(&b1);
+        let at: Vec<usize> = keys
+            .iter()
+            .map(|k| text.find(&format!("\"{k}\"")).unwrap())
+            .collect();
+        assert!(
+            at.windows(2).all(|w| w[0] < w[1]),
+            "metadata not sorted: {text}"
+        );
+        let back = read(&p1).unwrap();
+        assert_eq!(back.metadata.len(), 16);
+        assert_eq!(back.metadata["key07"], "v-key07");
+        assert_eq!(back.tensors["a"].data, vec![3.0; 3]);
+    }
 }

@@ -95,11 +95,15 @@ pub fn run(args: Args) -> Result<()> {
         What::Preview(a) => {
             let ds = a.data.open()?;
             let cfg = a.views.config()?;
-            data::preview_grid(ds.as_ref(), a.index, &cfg, a.seed, &a.out)?;
+            let (shown, skipped) = data::preview_grid(ds.as_ref(), a.index, &cfg, a.seed, &a.out)?;
+            let note = if skipped > 0 {
+                format!("; skipped {skipped} unreadable from sample {}", a.index)
+            } else {
+                String::new()
+            };
             println!(
-                "wrote {} (sample {} of {})",
+                "wrote {} (sample {shown} of {}{note})",
                 a.out.display(),
-                a.index,
                 ds.describe()
             );
         }

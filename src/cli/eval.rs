@@ -3,15 +3,15 @@
 
 use super::embed::parse_blocks;
 use super::{CkptArgs, DeviceArgs};
-use crate::checkpoint::{self, st};
-use crate::data::{self, Split};
+use crate::checkpoint::st;
+use crate::data::{self, Dataset, EvalSplit, Split, SplitSource};
 use crate::eval::probe;
 use crate::eval::protocols::{self, Protocol};
 use crate::host::{HostTensor, TensorMap};
 use crate::model::features::{self, ImageChunk, Tap};
 use crate::model::vit::Pool;
 use crate::progress::Progress;
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 use burn::tensor::Device;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -22,9 +22,16 @@ pub struct Args {
     pub ckpt: CkptArgs,
     #[command(flatten)]
     pub device: DeviceArgs,
-    /// Labelled dataset with train and test splits (image folder, CIFAR, IDX).
+    /// Labelled dataset (image folder, CIFAR, IDX). Its own train/test split is used when it has
+    /// one; otherwise a seeded, stratified part is held out as test (`--test-fraction`).
     #[arg(long)]
     pub data: PathBuf,
+    /// Share of each class held out as test queries when the dataset has no train/test split.
+    #[arg(long, default_value_t = data::eval_split::DEFAULT_TEST_FRACTION)]
+    pub test_fraction: f64,
+    /// Seed of that hold-out.
+    #[arg(long, default_value_t = 0)]
+    pub split_seed: u64,
     /// Blocks: all, last, or 0-indexed list (raw block outputs, no final norm, method.md §1.4).
     #[arg(long, default_value = "all")]
     pub blocks: String,
@@ -58,6 +65,8 @@ struct Split2 {
     feats: Vec<(String, Vec<f32>)>,
     labels: Vec<u32>,
     dim: usize,
+    /// Unreadable samples skipped.
+    skipped: usize,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -67,7 +76,7 @@ pub fn run(args: Args) -> Result<()> {
         .map(|p| p.parse::<Protocol>())
         .collect::<Result<Vec<_>>>()
         .context("--protocols")?;
-    let ck = checkpoint::load(&args.ckpt.checkpoint, args.ckpt.heads)?;
+    let ck = args.ckpt.load()?;
     let blocks = parse_blocks(&args.blocks, ck.config.depth)?;
     let device = args.device.select()?;
     let model = ck.build(&device)?;
@@ -81,6 +90,8 @@ pub fn run(args: Args) -> Result<()> {
     );
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let split = EvalSplit::open(&args.data, args.test_fraction, args.split_seed)?;
+    eprintln!("{}", split.describe());
     let key = cache_key(&args, &blocks, size)?;
     let spec = FeatureSpec {
         blocks: &blocks,
@@ -88,13 +99,12 @@ pub fn run(args: Args) -> Result<()> {
         final_norm: args.final_norm,
         size,
     };
-    let extract = |split, limit| {
-        features(
-            &model, &args.data, split, limit, &spec, &device, &args.out, &key,
-        )
+    let extract = |ds: &dyn Dataset, split, limit| {
+        let part = Part { ds, split, limit };
+        features(&model, &part, &spec, &device, &args.out, &key)
     };
-    let train = extract(Split::Train, args.train_limit)?;
-    let test = extract(Split::Test, args.test_limit)?;
+    let train = extract(split.train.as_ref(), Split::Train, args.train_limit)?;
+    let test = extract(split.test.as_ref(), Split::Test, args.test_limit)?;
     let n_classes = protocols::n_classes(&train.labels, &test.labels);
     anyhow::ensure!(
         n_classes >= 2,
@@ -121,24 +131,45 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!("block {b}: {r}");
         rows.push(r);
     }
-    write_reports(&args, &rows, train.labels.len(), test.labels.len())
+    let counts = Counts {
+        train: train.labels.len(),
+        test: test.labels.len(),
+        skipped: train.skipped + test.skipped,
+    };
+    write_reports(&args, &rows, &split.source, &counts)
+}
+
+/// Samples evaluated per part, and unreadable ones skipped.
+struct Counts {
+    train: usize,
+    test: usize,
+    skipped: usize,
+}
+
+/// One part to embed: its samples, which split it is (for names), at most how many to use.
+struct Part<'a> {
+    ds: &'a dyn Dataset,
+    split: Split,
+    limit: usize,
 }
 
 /// Part of every feature-cache key; 2: the Pillow-exact eval transform (caches made before it
-/// hold features of other pixels and are not reused).
-const FEATURE_VERSION: u32 = 2;
+/// hold features of other pixels and are not reused); 3: held-out splits, skipped samples.
+const FEATURE_VERSION: u32 = 3;
 
 fn cache_key(args: &Args, blocks: &[usize], size: u32) -> Result<String> {
     let bytes = std::fs::read(&args.ckpt.checkpoint)?;
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     // FEATURE_VERSION: bump when the eval transform or the model's numerics change
     let spec = format!(
-        "{FEATURE_VERSION}|{}|{blocks:?}|{size}|{}|{}|{:?}|{}",
+        "{FEATURE_VERSION}|{}|{blocks:?}|{size}|{}|{}|{:?}|{}|{}|{}",
         args.data.display(),
         args.train_limit,
         args.test_limit,
         args.pool,
-        args.final_norm
+        args.final_norm,
+        args.test_fraction,
+        args.split_seed
     );
     for b in bytes.iter().chain(spec.as_bytes()) {
         h = (h ^ *b as u64).wrapping_mul(0x100_0000_01b3);
@@ -156,12 +187,9 @@ struct FeatureSpec<'a> {
 
 /// Extracts (or reads back from the cache in `out`) the pooled features of the blocks (and of
 /// the final output with `final_norm`), stored as `feat.<block>` / `feat.final`.
-#[allow(clippy::too_many_arguments)]
 fn features(
     model: &crate::model::vit::Vit,
-    data: &Path,
-    split: Split,
-    limit: usize,
+    part: &Part,
     spec: &FeatureSpec,
     device: &Device,
     out: &Path,
@@ -172,11 +200,11 @@ fn features(
         names.push("final".into());
     }
     anyhow::ensure!(!names.is_empty(), "no blocks selected");
-    let cache = out.join(format!("features-{key}-{}.safetensors", split.name()));
+    let cache = out.join(format!("features-{key}-{}.safetensors", part.split.name()));
     let map = if cache.exists() {
         st::read(&cache)?.tensors
     } else {
-        let map = extract(model, data, split, limit, spec, &names, device)?;
+        let map = extract(model, part, spec, &names, device)?;
         st::write(&cache, &map, Default::default())?;
         map
     };
@@ -199,61 +227,85 @@ fn features(
     let dim = map
         .get(&format!("feat.{}", names[0]))
         .map_or(0, |t| t.shape[1]);
-    Ok(Split2 { feats, labels, dim })
+    let skipped = map.get("skipped").and_then(|t| t.data.first()).copied();
+    Ok(Split2 {
+        feats,
+        labels,
+        dim,
+        skipped: skipped.unwrap_or(0.0) as usize,
+    })
 }
 
-/// Runs the encoder over `limit` samples of `split` (spread evenly) with the eval transform.
+/// Runs the encoder over `limit` samples of the part (spread evenly) with the eval transform,
+/// skipping and counting unreadable ones.
 fn extract(
     model: &crate::model::vit::Vit,
-    data: &Path,
-    split: Split,
-    limit: usize,
+    part: &Part,
     spec: &FeatureSpec,
     names: &[String],
     device: &Device,
 ) -> Result<TensorMap> {
-    let ds = data::open(data, split)?;
-    let (n, size) = (limit.min(ds.len()), spec.size);
+    let ds = part.ds;
+    let (n, size) = (part.limit.min(ds.len()), spec.size);
     let s = size as usize;
-    let mut labels = Vec::with_capacity(n);
+    let (mut labels, mut skipped) = (Vec::with_capacity(n), 0);
     let resize = (size as f64 / 0.875).round() as u32;
     let chunks = (0..n).step_by(64).map(|start| {
         let m = 64.min(n - start);
         let mut x = Vec::with_capacity(m * 3 * s * s);
         for i in start..start + m {
-            let sample = ds
-                .get(i * ds.len() / n)
-                .with_context(|| format!("{}: sample {i}", ds.describe()))?;
-            labels.push(sample.label.context("eval needs a labelled dataset")? as f32);
+            let Some(sample) = data::get_or_skip(ds, i * ds.len() / n, &mut skipped) else {
+                continue;
+            };
+            let label = sample.label.with_context(|| {
+                format!("{}: eval needs labels (class subfolders)", ds.describe())
+            })?;
+            labels.push(label as f32);
             x.extend(data::eval_view(&sample.image, resize, size));
         }
         Ok(ImageChunk {
+            shape: [x.len() / (3 * s * s), 3, s, s],
             data: x,
-            shape: [m, 3, s, s],
         })
     });
     let mut taps: Vec<Tap> = spec.blocks.iter().map(|&b| Some(b)).collect();
     if spec.final_norm {
         taps.push(None);
     }
-    let label = format!("features ({})", split.name());
+    let label = format!("features ({})", part.split.name());
     let mut bar = Progress::new(&label, "img", n as u64, 0);
     let feats = features::extract(model, chunks, &taps, spec.pool, device, |m| {
         bar.inc(m as u64)
     })?;
     drop(bar);
+    let kept = labels.len();
+    ensure!(
+        kept > 0,
+        "{}: none of the {n} samples chosen could be read",
+        ds.describe()
+    );
+    if skipped > 0 {
+        eprintln!(
+            "{}: skipped {skipped} unreadable of {n} samples",
+            part.split.name()
+        );
+    }
     let mut map = TensorMap::new();
     for (name, f) in names.iter().zip(feats) {
         map.insert(
             format!("feat.{name}"),
-            HostTensor::new(vec![n, f.dim], f.data)?,
+            HostTensor::new(vec![kept, f.dim], f.data)?,
         );
     }
-    map.insert("labels".into(), HostTensor::new(vec![n], labels)?);
+    map.insert("labels".into(), HostTensor::new(vec![kept], labels)?);
+    map.insert(
+        "skipped".into(),
+        HostTensor::new(vec![1], vec![skipped as f32])?,
+    );
     Ok(map)
 }
 
-fn write_reports(args: &Args, rows: &[Value], n_train: usize, n_test: usize) -> Result<()> {
+fn write_reports(args: &Args, rows: &[Value], source: &SplitSource, n: &Counts) -> Result<()> {
     let cols: Vec<(String, Vec<&str>)> = vec![
         ("knn".into(), vec!["k1", "k10", "k20"]),
         ("probe".into(), vec!["best_accuracy"]),
@@ -269,9 +321,23 @@ fn write_reports(args: &Args, rows: &[Value], n_train: usize, n_test: usize) -> 
         .flat_map(|(p, ks)| ks.iter().map(move |k| (p.clone(), *k)))
         .collect();
     let mut md = format!(
-        "# mimr eval\n\ncheckpoint `{}`, data `{}` ({n_train} train / {n_test} test)\n\n| block |",
+        "# mimr eval\n\ncheckpoint `{}`, data `{}` ({} train / {} test{}; {})\n\n| block |",
         args.ckpt.checkpoint.display(),
-        args.data.display()
+        args.data.display(),
+        n.train,
+        n.test,
+        if n.skipped > 0 {
+            format!(", {} unreadable skipped", n.skipped)
+        } else {
+            String::new()
+        },
+        match source {
+            SplitSource::Dataset => "the dataset's split".to_string(),
+            SplitSource::Stratified {
+                test_fraction,
+                seed,
+            } => format!("stratified hold-out of {test_fraction} with seed {seed}"),
+        }
     );
     for (p, k) in &present {
         md += &format!(" {p} {k} |");
@@ -290,9 +356,13 @@ fn write_reports(args: &Args, rows: &[Value], n_train: usize, n_test: usize) -> 
     crate::fsutil::write_atomic(&args.out.join("results.md"), md.as_bytes())?;
     crate::fsutil::write_atomic(
         &args.out.join("results.json"),
-        serde_json::to_string_pretty(
-            &json!({"checkpoint": args.ckpt.checkpoint, "data": args.data, "blocks": rows}),
-        )?
+        serde_json::to_string_pretty(&json!({
+            "checkpoint": args.ckpt.checkpoint,
+            "data": args.data,
+            "split": source,
+            "samples": {"train": n.train, "test": n.test, "skipped": n.skipped},
+            "blocks": rows
+        }))?
         .as_bytes(),
     )?;
     let curve: Vec<(f64, f64)> = rows

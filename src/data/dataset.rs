@@ -35,6 +35,11 @@ pub trait Dataset: Send + Sync {
     fn verify(&self, _index: usize) -> Result<()> {
         Ok(())
     }
+    /// True when the format has separate train and test parts (IDX, CIFAR, an image folder with
+    /// `train/` and `test/`); false when both splits open the same samples (a plain image folder).
+    fn has_own_split(&self) -> bool {
+        true
+    }
     /// A name for sample `index` in reports (a file path for image folders).
     fn item_name(&self, index: usize) -> String {
         format!("#{index}")
@@ -72,6 +77,23 @@ impl std::str::FromStr for Split {
             "train" => Ok(Split::Train),
             "test" | "val" | "eval" => Ok(Split::Test),
             other => bail!("unknown split {other:?}: use train or test"),
+        }
+    }
+}
+
+/// Sample `index`, or `None` after a warning naming it and one more count in `skipped` when it is
+/// unreadable: how every reader outside the training loader skips corrupt files, as the loader does.
+pub fn get_or_skip(ds: &dyn Dataset, index: usize, skipped: &mut usize) -> Option<Sample> {
+    match ds.get(index) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(
+                "skipping unreadable sample {} ({}): {e:#}",
+                index,
+                ds.item_name(index)
+            );
+            *skipped += 1;
+            None
         }
     }
 }

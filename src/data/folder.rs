@@ -159,6 +159,10 @@ impl Dataset for FolderDataset {
         &self.classes
     }
 
+    fn has_own_split(&self) -> bool {
+        self.split.is_some()
+    }
+
     fn describe(&self) -> String {
         let split = self
             .split

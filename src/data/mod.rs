@@ -4,6 +4,7 @@
 pub mod augment;
 pub mod cifar;
 pub mod dataset;
+pub mod eval_split;
 pub mod folder;
 pub mod idx;
 pub mod loader;
@@ -16,7 +17,8 @@ pub mod tensors;
 pub mod views;
 
 pub use augment::{JitterParams, ViewParams};
-pub use dataset::{Dataset, Sample, Split};
+pub use dataset::{Dataset, Sample, Split, get_or_skip};
+pub use eval_split::{EvalSplit, SplitSource};
 pub use loader::{Batch, EpochIter, EpochPosition, Loader};
 pub use manifest::Manifest;
 pub use open::open;

@@ -6,7 +6,7 @@ use image::RgbImage;
 use std::path::Path;
 
 use super::augment::{CropBox, denormalize_chw, resize_bicubic};
-use super::dataset::Dataset;
+use super::dataset::{Dataset, get_or_skip};
 use super::views::{MultiCropConfig, make_views};
 use crate::rng::Rng;
 
@@ -15,31 +15,40 @@ const BACKGROUND: image::Rgb<u8> = image::Rgb([40, 40, 40]);
 
 /// Writes a PNG grid of sample `index`'s views (row 1: the original, row 2: global views, row 3:
 /// local views), drawn with the loader's stream `Rng::keyed(&[seed, 0, index])`; written atomically.
+/// An unreadable sample is skipped and counted as the loader does: the next readable one is shown.
+/// Returns the sample shown and how many were skipped.
 pub fn preview_grid(
     dataset: &dyn Dataset,
     index: usize,
     cfg: &MultiCropConfig,
     seed: u64,
     out: &Path,
-) -> Result<()> {
+) -> Result<(usize, usize)> {
     ensure!(
         index < dataset.len(),
         "sample index {index} is out of range: {} has {} samples",
         dataset.describe(),
         dataset.len()
     );
-    let sample = dataset
-        .get(index)
-        .with_context(|| format!("cannot load sample {index} of {}", dataset.describe()))?;
+    let mut skipped = 0;
+    let (shown, sample) = (index..dataset.len())
+        .find_map(|i| get_or_skip(dataset, i, &mut skipped).map(|s| (i, s)))
+        .with_context(|| {
+            format!(
+                "no readable sample from index {index} on in {}",
+                dataset.describe()
+            )
+        })?;
     let grid = render_grid(
         &sample.image,
         cfg,
-        &mut Rng::keyed(&[seed, 0, index as u64]),
+        &mut Rng::keyed(&[seed, 0, shown as u64]),
     )?;
     let mut png = Vec::new();
     grid.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
         .with_context(|| format!("cannot encode the preview PNG for {}", out.display()))?;
-    crate::fsutil::write_atomic(out, &png)
+    crate::fsutil::write_atomic(out, &png)?;
+    Ok((shown, skipped))
 }
 
 /// The grid image: the original scaled to the global view height, then one row per view group.
@@ -94,7 +103,7 @@ mod tests {
         let ds = open(dir.path(), Split::Train).unwrap();
         let cfg = MultiCropConfig::for_image_size(16, 8, 3);
         let out = dir.path().join("out").join("grid.png");
-        preview_grid(ds.as_ref(), 1, &cfg, 7, &out).unwrap();
+        assert_eq!(preview_grid(ds.as_ref(), 1, &cfg, 7, &out).unwrap(), (1, 0));
         let grid = image::open(&out).unwrap().to_rgb8();
         // original 21×16 → 21 wide; globals row 2·20+4 = 44 wide; locals row 3·12+4 = 40 wide
         assert_eq!(grid.dimensions(), (44, 3 * PAD + 32 + 8 + PAD));
@@ -109,5 +118,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("out of range"), "{err}");
+    }
+
+    #[test]
+    fn an_unreadable_sample_is_skipped_for_the_next_readable_one() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::data::folder::make_test_folder(dir.path(), true);
+        let ds = open(dir.path(), Split::Train).unwrap();
+        assert!(ds.get(3).is_err(), "dog/bad.jpg is sample 3");
+        let cfg = MultiCropConfig::for_image_size(16, 8, 3);
+        let (a, b) = (dir.path().join("a.png"), dir.path().join("b.png"));
+        assert_eq!(preview_grid(ds.as_ref(), 3, &cfg, 7, &a).unwrap(), (4, 1));
+        preview_grid(ds.as_ref(), 4, &cfg, 7, &b).unwrap();
+        assert_eq!(std::fs::read(a).unwrap(), std::fs::read(b).unwrap());
     }
 }

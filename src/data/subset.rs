@@ -19,6 +19,17 @@ impl Subset {
         let picks = (0..k).map(|i| i * n / k.max(1)).collect();
         Self { parent, picks }
     }
+
+    /// The samples of `parent` at `picks` (each `< parent.len()`), in that order.
+    pub fn of(parent: Arc<dyn Dataset>, picks: Vec<usize>) -> Self {
+        debug_assert!(picks.iter().all(|&i| i < parent.len()));
+        Self { parent, picks }
+    }
+
+    /// The parent index of each sample of the subset.
+    pub fn picks(&self) -> &[usize] {
+        &self.picks
+    }
 }
 
 impl Dataset for Subset {
@@ -26,7 +37,11 @@ impl Dataset for Subset {
         self.picks.len()
     }
     fn get(&self, index: usize) -> Result<Sample> {
-        let mut s = self.parent.get(self.picks[index])?;
+        let &at = self
+            .picks
+            .get(index)
+            .ok_or_else(|| super::dataset::out_of_range(index, self.picks.len(), "subset"))?;
+        let mut s = self.parent.get(at)?;
         s.index = index;
         Ok(s)
     }
@@ -41,6 +56,19 @@ impl Dataset for Subset {
         )
     }
     fn label(&self, index: usize) -> Result<Option<u32>> {
-        self.parent.label(self.picks[index])
+        let &at = self
+            .picks
+            .get(index)
+            .ok_or_else(|| super::dataset::out_of_range(index, self.picks.len(), "subset"))?;
+        self.parent.label(at)
+    }
+    fn has_own_split(&self) -> bool {
+        self.parent.has_own_split()
+    }
+    fn item_name(&self, index: usize) -> String {
+        match self.picks.get(index) {
+            Some(&at) => self.parent.item_name(at),
+            None => format!("#{index} (out of range)"),
+        }
     }
 }

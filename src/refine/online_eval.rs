@@ -1,12 +1,12 @@
-//! Online evaluation inside `mimr refine` (method.md §5, `[eval]` config): the EMA encoder's CLS
-//! features at every head's block on a fixed labelled subset, scored and logged as `eval` events.
+//! Online evaluation inside `mimr refine` (method.md §5, `[eval]` config): the EMA (or live)
+//! encoder's features, pooled as the heads pool, at every head's block on a fixed labelled subset.
 
 use super::config::{OnlineEvalConfig, RefineConfig};
 use super::trainer::Trainer;
 use crate::data::{self, Dataset};
 use crate::eval::protocols::{self, Features, Options};
 use crate::model::features::{self, Tap};
-use crate::model::vit::{Pool, Vit};
+use crate::model::vit::Vit;
 use crate::runlog::{Encoder, EvalEvent, EvalHead, EvalSamples, Event, RunLog};
 use anyhow::{Context, Result, ensure};
 use burn::module::Module;
@@ -29,7 +29,7 @@ struct Part {
     indices: Vec<usize>,
 }
 
-/// Labelled CLS features of one part, per head (in `Trainer::specs` order).
+/// Labelled features of one part, per head (in `Trainer::specs` order).
 struct Embedded {
     feats: Vec<Vec<f32>>,
     labels: Vec<u32>,
@@ -46,7 +46,13 @@ impl OnlineEval {
             return Ok(None);
         }
         let (split, train_split) = (e.split, cfg.data.split);
-        let (bank, queries) = if split == train_split {
+        if split != train_split && !train.has_own_split() {
+            tracing::warn!(
+                "eval.split = \"{split}\", but {} has no train/test split: bank and queries are disjoint parts of the training samples",
+                train.describe()
+            );
+        }
+        let (bank, queries) = if split == train_split || !train.has_own_split() {
             let (b, q) = disjoint(train.len(), e.train_size, e.test_size);
             ensure!(
                 !b.is_empty() && !q.is_empty(),
@@ -232,8 +238,7 @@ fn embed_part(t: &Trainer, model: &Vit, part: &Part) -> Result<Embedded> {
     for chunk in part.indices.chunks(EMBED_BATCH) {
         let mut imgs = Vec::new();
         for &i in chunk {
-            let Ok(s) = part.ds.get(i) else {
-                skipped += 1;
+            let Some(s) = data::get_or_skip(part.ds.as_ref(), i, &mut skipped) else {
                 continue;
             };
             let label = s.label.with_context(|| {
@@ -272,7 +277,7 @@ pub fn eval_image(t: &Trainer, img: &image::RgbImage, size: usize) -> Vec<f32> {
     data::views::eval_view_with(img, resize, size as u32, v.mean, v.std)
 }
 
-/// CLS features `[n, dim]` of `n` images (`[n, 3, s, s]` row-major) from `model` (the EMA or
+/// Features `[n, dim]` (pooled as the heads are, `heads.pool`) of `n` images (`[n, 3, s, s]` row-major) from `model` (the EMA or
 /// the live encoder) at every head's tap, in `Trainer::specs` order; in batches of
 /// [`EMBED_BATCH`].
 pub fn embed_heads(t: &Trainer, model: &Vit, imgs: Vec<f32>, n: usize) -> Result<Vec<Vec<f32>>> {
@@ -282,7 +287,7 @@ pub fn embed_heads(t: &Trainer, model: &Vit, imgs: Vec<f32>, n: usize) -> Result
     let size = ((imgs.len() / n / 3) as f64).sqrt() as usize;
     let taps: Vec<Tap> = t.specs.iter().map(|s| s.block).collect();
     let chunks = features::chunks_of(&imgs, [n, 3, size, size], EMBED_BATCH);
-    let feats = features::extract(model, chunks, &taps, Pool::Cls, &t.device, |_| {})?;
+    let feats = features::extract(model, chunks, &taps, t.cfg.heads.pool, &t.device, |_| {})?;
     Ok(feats.into_iter().map(|f| f.data).collect())
 }
 

@@ -70,7 +70,7 @@ impl Plan {
 
 /// Runs (or resumes) the refinement described by `cfg` until done or `control` stops it.
 pub fn refine(cfg: RefineConfig, control: &Control) -> Result<Outcome> {
-    let ck = crate::checkpoint::load(&cfg.model.checkpoint, cfg.model.attention_heads)?;
+    let ck = cfg.model.load()?;
     cfg.data
         .views
         .validate(ck.config.patch_size)
@@ -319,17 +319,22 @@ fn step_events(
     ]
 }
 
-/// Embeds the fixed probe subset (first `probe_size` samples, eval transform) with the EMA
-/// encoder at every head's block and writes `snapshots/step-<n>.safetensors` + a log event.
+/// Embeds the fixed probe subset (first `probe_size` samples, eval transform; unreadable ones
+/// skipped) with the EMA encoder at every head's block and writes
+/// `snapshots/step-<n>.safetensors` (a tensor per head, `labels` and the rows' dataset `index`)
+/// and a log event.
 pub fn snapshot(t: &Trainer, ds: &dyn data::Dataset, log: &mut RunLog) -> Result<()> {
-    let n = t.cfg.run.probe_size.min(ds.len());
     let size = t.cfg.data.views.global_size();
-    let (mut imgs, mut labels) = (Vec::new(), Vec::new());
-    for i in 0..n {
-        let s = ds.get(i)?;
+    let (mut imgs, mut labels, mut index, mut skipped) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    for i in 0..t.cfg.run.probe_size.min(ds.len()) {
+        let Some(s) = data::get_or_skip(ds, i, &mut skipped) else {
+            continue;
+        };
         imgs.extend(online_eval::eval_image(t, &s.image, size));
         labels.push(s.label.map_or(-1.0, |l| l as f32));
+        index.push(i as f32);
     }
+    let n = index.len();
     let mut map = crate::host::TensorMap::new();
     for (s, f) in t
         .specs
@@ -342,16 +347,16 @@ pub fn snapshot(t: &Trainer, ds: &dyn data::Dataset, log: &mut RunLog) -> Result
             crate::host::HostTensor::new(vec![n, dim], f)?,
         );
     }
-    map.insert(
-        "labels".into(),
-        crate::host::HostTensor::new(vec![n], labels)?,
-    );
+    let row = |v| crate::host::HostTensor::new(vec![n], v);
+    map.insert("labels".into(), row(labels)?);
+    map.insert("index".into(), row(index)?);
     let file = format!("snapshots/step-{:09}.safetensors", t.step);
     crate::checkpoint::st::write(&t.cfg.run.dir.join(&file), &map, Default::default())?;
     log.write(&Event::Snapshot(runlog::Snapshot {
         step: t.step,
         file,
         samples: n,
+        skipped,
     }))
 }
 

@@ -127,7 +127,11 @@ pub struct Snapshot {
     pub step: u64,
     /// Relative to the run directory.
     pub file: String,
+    /// Rows in the file: the readable probe samples, whose dataset indices its `index` tensor holds.
     pub samples: usize,
+    /// Probe samples left out as unreadable.
+    #[serde(default)]
+    pub skipped: usize,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]

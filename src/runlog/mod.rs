@@ -20,7 +20,7 @@ pub use writer::RunLog;
 /// Major format version written and understood by this build.
 pub const VERSION: u32 = 1;
 /// Minor format version written by this build (1: `thumbnails`, `pretrain_step`, header `kind`,
-/// `eval.encoder`).
-pub const MINOR: u32 = 1;
+/// `eval.encoder`; 2: `snapshot.skipped` and the snapshot file's `index` rows).
+pub const MINOR: u32 = 2;
 /// The run log's file name inside a run directory.
 pub const FILE: &str = "events.jsonl";
