@@ -2,6 +2,7 @@
 //! and optimizer moments in one safetensors file plus a JSON state (`train::Checkpoints` swaps it in).
 
 use super::heads::Head;
+use super::optim::{AdamW, SavedSteps, param_values};
 use super::queue::NnQueue;
 use super::trainer::{Refiner, Trainer};
 use crate::checkpoint::st;
@@ -11,7 +12,7 @@ use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// The refinement's scalar state stored next to its tensors (the loop's own state, step and
@@ -19,7 +20,16 @@ use std::path::Path;
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct State {
     pub step: u64,
+    /// The largest per-parameter optimizer step. Checkpoints written before per-parameter steps
+    /// hold only this global count; every parameter with moments then gets it.
     pub opt_step: u64,
+    /// Each parameter's own AdamW step, by the path of its `opt.m.*`/`opt.v.*` moments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opt_steps: Option<BTreeMap<String, u64>>,
+    /// The stage whose updates the optimizer holds (stage 3 starts a fresh one). Older
+    /// checkpoints lack it: stage 3 if they hold encoder moments, else 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opt_stage: Option<u8>,
     pub heads: Vec<String>,
     pub queues: Vec<QueueState>,
 }
@@ -56,9 +66,12 @@ pub fn save(t: &Trainer, folder: &Path) -> Result<()> {
         map.insert(format!("queue.{}.x", spec.name), q.host_x()?);
     }
     prefixed(t.opt.state()?, "opt.", &mut map);
+    let opt_steps = t.opt.steps();
     let state = State {
         step: t.step,
-        opt_step: t.opt.step,
+        opt_step: opt_steps.values().copied().max().unwrap_or(0),
+        opt_steps: Some(opt_steps),
+        opt_stage: Some(t.opt_stage),
         heads: t.specs.iter().map(|s| s.name.clone()).collect(),
         queues: t
             .queues
@@ -128,13 +141,39 @@ pub fn load(t: &mut Trainer, dir: &Path) -> Result<State> {
             ))
         })
         .collect::<Result<_>>()?;
+    let model = Refiner { encoder, heads }.train();
+    let (opt, opt_stage) = load_optimizer(&state, &map, &model, &t.device)
+        .with_context(|| format!("{}: optimizer state", dir.display()))?;
     t.ema = ema;
-    t.model = Some(Refiner { encoder, heads }.train());
+    t.model = Some(model);
     t.queues = queues;
-    t.opt
-        .load_state(&strip(&map, "opt."), state.opt_step, &t.device);
+    t.opt = opt;
+    t.opt_stage = opt_stage;
     t.step = state.step;
     Ok(state)
+}
+
+/// The AdamW state of a checkpoint and the stage it serves, checked against `model`.
+fn load_optimizer(
+    state: &State,
+    map: &TensorMap,
+    model: &Refiner,
+    device: &burn::tensor::Device,
+) -> Result<(AdamW, u8)> {
+    let mut opt = AdamW::new();
+    let steps = match &state.opt_steps {
+        Some(s) => SavedSteps::PerParameter(s),
+        None => SavedSteps::Global(state.opt_step),
+    };
+    opt.load_state(&strip(map, "opt."), steps, device)?;
+    opt.check_against(&param_values(model))?;
+    let stage = match state.opt_stage {
+        Some(s @ (2 | 3)) => s,
+        Some(s) => anyhow::bail!("optimizer stage {s} is not 2 or 3"),
+        None if opt.holds("encoder.") => 3,
+        None => 2,
+    };
+    Ok((opt, stage))
 }
 
 /// The EMA encoder of a trainer as an importable checkpoint (timm names, `mimr export` format).

@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod groups;
 pub mod heads;
 pub mod loss;
 pub mod online_eval;

@@ -2,11 +2,11 @@
 //! per-head NN lookup, NNA loss summed over heads, AdamW with layer decay, encoder EMA.
 
 use super::config::RefineConfig;
+use super::groups::Groups;
 use super::heads::{Head, HeadSize};
 use super::loss::head_loss;
-use super::optim::{AdamW, Group, ema_update, param_values};
+use super::optim::{AdamW, ema_update, param_values};
 use super::queue::{NnQueue, l2n};
-use super::schedule::{decays, layer_scale};
 use crate::data::Batch;
 use crate::model::vit::{Taps, Vit, VitConfig, VitOutput, pool};
 use crate::rng::Rng;
@@ -90,6 +90,8 @@ pub struct Trainer {
     pub specs: Vec<HeadSpec>,
     pub queues: Vec<NnQueue>,
     pub opt: AdamW,
+    /// The stage whose updates `opt` holds (a fresh trainer: 2).
+    pub opt_stage: u8,
     pub step: u64,
 }
 
@@ -138,6 +140,7 @@ impl Trainer {
             specs,
             queues,
             opt: AdamW::new(),
+            opt_stage: 2,
             step: 0,
         })
     }
@@ -265,47 +268,34 @@ impl Trainer {
     }
 
     fn apply_gradients(&mut self, total: Tensor<1>, stage: u8, lr: f64) -> Result<()> {
-        let model = self.model.take().context("model missing")?;
-        let mut grads = GradientsParams::from_grads(total.backward(), &model);
-        let (sc, depth) = (
-            if stage == 3 {
-                self.cfg.stage3.clone()
-            } else {
-                self.cfg.stage2.clone()
-            },
-            self.vit.depth,
-        );
-        let group = move |path: &str, ndim: usize| -> Group {
-            if let Some(p) = path.strip_prefix("encoder.") {
-                let frozen = sc.freeze_blocks > 0
-                    && !p.starts_with("norm")
-                    && block_of(p).is_none_or(|j| j < sc.freeze_blocks);
-                let lr_scale = if stage == 2 || frozen {
-                    0.0
-                } else {
-                    layer_scale(p, depth, sc.layer_decay)
-                };
-                Group {
-                    lr_scale,
-                    weight_decay: if decays(p, ndim) {
-                        sc.encoder_weight_decay
-                    } else {
-                        0.0
-                    },
-                }
-            } else {
-                Group {
-                    lr_scale: 1.0,
-                    weight_decay: if decays(path, ndim) {
-                        sc.head_weight_decay
-                    } else {
-                        0.0
-                    },
-                }
-            }
+        let grads = GradientsParams::from_grads(total.backward(), self.model()?);
+        self.update(grads, stage, lr)
+    }
+
+    /// The parameter groups of `stage` (2 or 3) for this run's config and encoder.
+    pub fn groups(&self, stage: u8) -> Groups {
+        let sc = if stage == 3 {
+            &self.cfg.stage3
+        } else {
+            &self.cfg.stage2
         };
-        let model = self.opt.update(model, &mut grads, lr, "", &group);
-        self.opt.step += 1;
+        Groups::new(stage, sc, self.vit.depth)
+    }
+
+    /// One optimizer update of stage `stage` with `grads` (by parameter id, on the inner
+    /// device), then the encoder EMA and the step counter. The first update of a stage other
+    /// than the optimizer's starts a fresh AdamW (moments and steps reset), as the reference
+    /// starts stage 3 as a new run (method.md §4.2); heads, queues and BN statistics carry over.
+    pub fn update(&mut self, mut grads: GradientsParams, stage: u8, lr: f64) -> Result<()> {
+        if stage != self.opt_stage {
+            self.opt = AdamW::new();
+            self.opt_stage = stage;
+        }
+        let groups = self.groups(stage);
+        let model = self.model.take().context("model missing")?;
+        let model = self
+            .opt
+            .update(model, &mut grads, lr, "", &|p, d| groups.of(p, d));
         if stage == 3 {
             let current = param_values(&model.encoder);
             self.ema = ema_update(self.ema.clone(), &current, self.cfg.run.ema_momentum);
@@ -316,13 +306,4 @@ impl Trainer {
         self.step += 1;
         Ok(())
     }
-}
-
-/// Block index of an encoder parameter path `blocks.<j>.…`.
-fn block_of(path: &str) -> Option<usize> {
-    path.strip_prefix("blocks.")?
-        .split('.')
-        .next()?
-        .parse()
-        .ok()
 }
