@@ -267,6 +267,7 @@ fn short_refinement_raises_knn_accuracy() {
             "eval.protocols=[\"knn\", \"cluster\"]",
             "eval.train_size=2000",
             "eval.test_size=500",
+            "run.seed=0",
         ],
     );
     let before = knn_accuracy(&cfg.model.checkpoint, &cfg);
@@ -275,8 +276,10 @@ fn short_refinement_raises_knn_accuracy() {
     let raw = raw_pixel_knn_accuracy();
     eprintln!("kNN accuracy: raw pixels {raw:.4}, random ViT {before:.4}, refined {after:.4}");
     // the orderings that are certain: a random ViT is far above chance (0.1) but loses to raw
-    // 28×28 pixels (it sees a 16×16 crop through random weights); refinement gains ≥ 3 points
-    // (measured with run.seed 0, 1, 2, 3: +4.8, +3.9, +4.9, +5.0 points)
+    // 28×28 pixels (it sees a 16×16 crop through random weights). Refinement's gain, measured
+    // with this setting (per-parameter AdamW, fresh stage-3 optimizer) for run.seed 0–5:
+    // +4.8, +4.0, +4.5, +4.6, +6.6, +3.9 points offline; online (main head, k = 10) +8.4, +9.0,
+    // +7.8, +6.0, +8.6, +8.2. Each bound is half the smallest measured gain.
     assert!(
         before > 0.4,
         "random-weight ViT kNN {before:.4} should be far above chance"
@@ -286,8 +289,8 @@ fn short_refinement_raises_knn_accuracy() {
         "raw pixels {raw:.4} vs random ViT {before:.4}"
     );
     assert!(
-        after >= before + 0.03,
-        "refinement should raise kNN accuracy by ≥ 3 points: {before:.4} → {after:.4}"
+        after >= before + 0.02,
+        "refinement should raise kNN accuracy by ≥ 2 points: {before:.4} → {after:.4}"
     );
     // the online evaluation logged the start, every epoch and the end, for every head
     let evals = evals(dir.path());
@@ -300,7 +303,7 @@ fn short_refinement_raises_knn_accuracy() {
     let main_knn = |e: &runlog::EvalEvent| e.heads["main"].knn.as_ref().unwrap()["k10"].unwrap();
     let (first, last) = (main_knn(&evals[0]), main_knn(&evals[4]));
     eprintln!("online kNN (main head, k=10): {first:.4} → {last:.4}");
-    assert!(last > first + 0.02, "online kNN {first:.4} → {last:.4}");
+    assert!(last > first + 0.03, "online kNN {first:.4} → {last:.4}");
     assert!(evals[4].heads["cls0"].cluster.as_ref().unwrap()["nmi"].unwrap() > 0.1);
     assert_eq!(evals[4].samples.bank, 2000);
 }
@@ -542,6 +545,64 @@ fn snapshots_and_online_eval_skip_unreadable_samples_and_pool_as_the_heads() {
             60,
             "{:?}",
             e.samples
+        );
+    }
+}
+
+/// Every file a run writes, relative path → bytes, except those that hold wall-clock facts: the
+/// run log (timings), its byte offsets in `progress.json`, and the lock (a PID).
+fn written_files(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if p.is_dir() {
+                stack.push(p);
+            } else if !["events.jsonl", "progress.json", "run.lock"].contains(&name.as_str()) {
+                out.insert(
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn identical_runs_write_identical_bytes() {
+    let sets = [
+        "data.limit=128",
+        "data.batch_size=32",
+        "stage2.epochs=1",
+        "stage3.epochs=1",
+        "run.checkpoint_every=3",
+        "heads.queue_size=128",
+        "run.snapshot_every=4",
+        "run.probe_size=32",
+        "eval.train_size=64",
+        "eval.test_size=32",
+    ];
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("run");
+    go(config(&dir, &sets));
+    let first = written_files(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+    go(config(&dir, &sets));
+    let second = written_files(&dir);
+    assert!(first.keys().any(|k| k.starts_with("snapshots")));
+    assert!(first.keys().any(|k| k.ends_with("state.safetensors")));
+    assert_eq!(
+        first.keys().collect::<Vec<_>>(),
+        second.keys().collect::<Vec<_>>()
+    );
+    for (k, v) in &first {
+        assert!(
+            v == &second[k],
+            "{} differs between identical runs",
+            k.display()
         );
     }
 }
