@@ -16,3 +16,4 @@ pub mod rng;
 pub mod runlog;
 pub mod select;
 pub mod train;
+pub mod view;

@@ -34,11 +34,12 @@ fn events(dir: &Path) -> Vec<Event> {
     r.events
 }
 
-/// The step events, without their timing.
+/// The step events, without their timing (throughput and clock time).
 fn step_events(dir: &Path) -> Vec<runlog::StepEvent> {
     let steps = events(dir).into_iter().filter_map(|e| match e {
         Event::Step(s) => Some(runlog::StepEvent {
             img_per_s: 0.0,
+            time: None,
             ..s
         }),
         _ => None,

@@ -310,6 +310,7 @@ fn step_events(
             stage,
             lr,
             img_per_s: 0.0,
+            time: None,
             heads,
         }),
         Event::NnExamples(NnExamples {

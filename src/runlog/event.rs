@@ -89,6 +89,9 @@ pub struct StepEvent {
     pub lr: f64,
     #[serde(deserialize_with = "nan_if_null")]
     pub img_per_s: f64,
+    /// Wall-clock time of logging, seconds since the Unix epoch (minor 2; absent before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<f64>,
     pub heads: BTreeMap<String, HeadStep>,
 }
 
@@ -101,6 +104,9 @@ pub struct PretrainStep {
     pub lr: f64,
     #[serde(deserialize_with = "nan_if_null")]
     pub img_per_s: f64,
+    /// Wall-clock time of logging, seconds since the Unix epoch (minor 2; absent before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<f64>,
     #[serde(deserialize_with = "nan_if_null")]
     pub loss: f64,
 }
@@ -250,6 +256,7 @@ mod tests {
             epoch: 0,
             lr: 0.1,
             img_per_s: 1.0,
+            time: None,
             loss: f64::NAN,
         });
         let back: Event = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();

@@ -20,7 +20,13 @@ pub use writer::RunLog;
 /// Major format version written and understood by this build.
 pub const VERSION: u32 = 1;
 /// Minor format version written by this build (1: `thumbnails`, `pretrain_step`, header `kind`,
-/// `eval.encoder`; 2: `snapshot.skipped` and the snapshot file's `index` rows).
+/// `eval.encoder`; 2: `snapshot.skipped` and the snapshot file's `index` rows, `step.time`).
 pub const MINOR: u32 = 2;
+/// Seconds since the Unix epoch now (`None` on a clock set before 1970).
+pub fn unix_time() -> Option<f64> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.ok().map(|d| d.as_secs_f64())
+}
+
 /// The run log's file name inside a run directory.
 pub const FILE: &str = "events.jsonl";

@@ -247,12 +247,13 @@ impl<T: Task> Loop<'_, T> {
             );
         }
         if step.is_multiple_of(self.s.log_every) || step == end {
+            let time = crate::runlog::unix_time();
             for mut e in r.events {
                 if let Event::Step(s) = &mut e {
-                    s.img_per_s = ips;
+                    (s.img_per_s, s.time) = (ips, time);
                 }
                 if let Event::PretrainStep(s) = &mut e {
-                    s.img_per_s = ips;
+                    (s.img_per_s, s.time) = (ips, time);
                 }
                 self.log.write(&e)?;
             }

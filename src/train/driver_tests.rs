@@ -73,6 +73,7 @@ impl Task for Counter {
             epoch: 0,
             lr: 0.0,
             img_per_s: 0.0,
+            time: None,
             loss,
         };
         Ok(StepReport {
