@@ -1,6 +1,7 @@
 //! mimr — MIM-Refiner in Rust: load masked-image-modeling ViTs exactly, tap their blocks, and
 //! refine them with nearest-neighbour alignment. See ARCHITECTURE.md for the data flow.
 
+pub mod app;
 pub mod checkpoint;
 pub mod cli;
 pub mod data;

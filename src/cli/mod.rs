@@ -10,6 +10,7 @@ mod export;
 mod info;
 mod logging;
 mod refine;
+mod view;
 
 use crate::device::DeviceChoice;
 use crate::model::pos_embed::PosInterp;
@@ -46,6 +47,10 @@ pub enum Command {
     Data(data::Args),
     /// Throughput benchmarks.
     Bench(bench::Args),
+    /// Open run directories in the desktop app (live while they grow).
+    View(view::Args),
+    /// Open the desktop app on the runs of the last session.
+    App,
 }
 
 /// Options shared by commands that load a checkpoint.
@@ -101,6 +106,8 @@ pub fn main() -> std::process::ExitCode {
         Command::Refine(a) => refine::run(a),
         Command::Data(a) => data::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::View(a) => view::run(a),
+        Command::App => view::app(),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

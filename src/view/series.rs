@@ -5,14 +5,16 @@
 pub const MAX_WEIGHT: f64 = 0.999;
 
 /// What the x axis of a plot shows.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum XAxis {
     /// Updates done (the run log's `step`).
     #[default]
     Step,
     /// Fractional epochs (`step / steps_per_epoch` once known, else the event's epoch).
     Epoch,
-    /// Seconds of training estimated from `img_per_s` (see [`Timeline`]).
+    /// Seconds since the first logged step (the steps' clock times, else estimated from `img_per_s`).
     WallTime,
 }
 

@@ -1,0 +1,345 @@
+//! The desktop app (eframe/egui on wgpu): open runs live or finished, per-layer curves and the
+//! blocks × steps heat map. The panels read `view::RunModel`s fed off the UI thread.
+
+pub mod curves;
+pub mod layers;
+pub mod palette;
+pub mod runs;
+pub mod status;
+
+use curves::CurveSettings;
+use eframe::egui::{self, Key, Ui};
+use layers::LayerSettings;
+use runs::OpenRun;
+use std::path::PathBuf;
+
+/// The tabs of the central panel.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+pub enum Tab {
+    #[default]
+    Curves,
+    Layers,
+}
+
+impl Tab {
+    const ALL: [Tab; 2] = [Tab::Curves, Tab::Layers];
+
+    fn label(self) -> &'static str {
+        match self {
+            Tab::Curves => "Curves",
+            Tab::Layers => "Layers",
+        }
+    }
+}
+
+/// What persists between launches (eframe storage).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Saved {
+    run_dirs: Vec<PathBuf>,
+    tab: Tab,
+    curves: CurveSettings,
+    layers: LayerSettings,
+}
+
+/// The app's state.
+pub struct MimrApp {
+    runs: Vec<OpenRun>,
+    selected: usize,
+    tab: Tab,
+    curves: CurveSettings,
+    layers: LayerSettings,
+    /// The "open a run folder" field.
+    open_path: String,
+    /// The last failure to open a run, shown under the field.
+    open_error: Option<String>,
+    ctx: Option<egui::Context>,
+    screenshot: Option<Screenshot>,
+}
+
+/// `mimr view --screenshot`: once the runs are read, save the window as a PNG and close.
+struct Screenshot {
+    path: PathBuf,
+    start: std::time::Instant,
+    asked: bool,
+    saved: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// How the native window starts.
+#[derive(Clone, Debug, Default)]
+pub struct Launch {
+    /// Run directories to open (none: the last session's).
+    pub dirs: Vec<PathBuf>,
+    /// The tab to show first (default: the last session's).
+    pub tab: Option<Tab>,
+    /// Save a screenshot here once the runs are read, then close.
+    pub screenshot: Option<PathBuf>,
+}
+
+impl MimrApp {
+    /// The app for eframe: opens `launch.dirs`, or the runs of the last session when none are
+    /// given.
+    pub fn new(cc: &eframe::CreationContext<'_>, launch: Launch) -> Self {
+        let saved: Saved = cc
+            .storage
+            .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
+            .unwrap_or_default();
+        let mut app = Self::with_runs(Vec::new());
+        app.ctx = Some(cc.egui_ctx.clone());
+        (app.tab, app.curves, app.layers) = (saved.tab, saved.curves, saved.layers);
+        app.tab = launch.tab.unwrap_or(app.tab);
+        let dirs = if launch.dirs.is_empty() {
+            saved.run_dirs
+        } else {
+            launch.dirs
+        };
+        for dir in dirs {
+            app.open_dir(dir);
+        }
+        app.screenshot = launch.screenshot.map(|path| Screenshot {
+            path,
+            start: std::time::Instant::now(),
+            asked: false,
+            saved: Default::default(),
+        });
+        app
+    }
+
+    /// The app over runs already open (tests and the web build feed theirs this way).
+    pub fn with_runs(runs: Vec<OpenRun>) -> Self {
+        Self {
+            runs,
+            selected: 0,
+            tab: Tab::default(),
+            curves: CurveSettings::default(),
+            layers: LayerSettings::default(),
+            open_path: String::new(),
+            open_error: None,
+            ctx: None,
+            screenshot: None,
+        }
+    }
+
+    /// The tab shown.
+    pub fn tab(&self) -> Tab {
+        self.tab
+    }
+
+    /// Follows the run directory `dir` (selected); a failure is shown, not raised.
+    pub fn open_dir(&mut self, dir: PathBuf) {
+        if let Some(i) = self.runs.iter().position(|r| r.dir.as_ref() == Some(&dir)) {
+            self.selected = i;
+            return;
+        }
+        let ctx = self.ctx.clone();
+        let repaint = move || {
+            if let Some(c) = &ctx {
+                c.request_repaint();
+            }
+        };
+        match OpenRun::open_dir(&dir, repaint) {
+            Ok(run) => {
+                self.runs.push(run);
+                self.selected = self.runs.len() - 1;
+                self.open_error = None;
+            }
+            Err(e) => self.open_error = Some(format!("cannot follow {}: {e}", dir.display())),
+        }
+    }
+
+    /// The whole frame: tabs on top, runs on the left, status at the bottom.
+    pub fn frame(&mut self, ui: &mut Ui) {
+        for run in &mut self.runs {
+            run.update();
+        }
+        self.screenshot_step(ui.ctx());
+        self.keys(ui);
+        egui::Panel::top("tabs").show(ui, |ui| self.tab_bar(ui));
+        egui::Panel::bottom("status").show(ui, |ui| {
+            let text = self
+                .runs
+                .get(self.selected)
+                .map_or("no run open".into(), status::line);
+            ui.label(text);
+        });
+        egui::Panel::left("runs")
+            .resizable(true)
+            .default_size(260.0)
+            .size_range(160.0..=480.0)
+            .show(ui, |ui| self.runs_panel(ui));
+        egui::CentralPanel::default().show(ui, |ui| {
+            status::notices(ui, &mut self.runs);
+            match (self.tab, self.runs.get(self.selected)) {
+                (_, None) => {
+                    ui.label("Open a run directory (written by `mimr refine`) on the left.");
+                }
+                (Tab::Curves, Some(_)) => curves::show(ui, &self.runs, &mut self.curves),
+                (Tab::Layers, Some(run)) => layers::show(ui, &run.model, &mut self.layers),
+            }
+        });
+    }
+
+    /// 1/2 switch tabs (when no text field has focus).
+    fn keys(&mut self, ui: &Ui) {
+        if ui.ctx().egui_wants_keyboard_input() {
+            return;
+        }
+        for (key, tab) in [(Key::Num1, Tab::Curves), (Key::Num2, Tab::Layers)] {
+            if ui.input(|i| i.key_pressed(key)) {
+                self.tab = tab;
+            }
+        }
+    }
+
+    fn tab_bar(&mut self, ui: &mut Ui) {
+        ui.horizontal(|ui| {
+            for tab in Tab::ALL {
+                ui.selectable_value(&mut self.tab, tab, tab.label());
+            }
+        });
+    }
+
+    fn runs_panel(&mut self, ui: &mut Ui) {
+        ui.heading("Runs");
+        for (i, run) in self.runs.iter_mut().enumerate() {
+            ui.horizontal(|ui| {
+                ui.checkbox(&mut run.shown, "plot")
+                    .on_hover_text("draw this run in the curves (several overlay)");
+                let mark = match run.model.state() {
+                    crate::view::RunState::Completed { .. } => "done",
+                    crate::view::RunState::Refused => "not read",
+                    crate::view::RunState::Waiting => "waiting",
+                    crate::view::RunState::InProgress => "live",
+                };
+                let label = format!("{} ({mark})", run.name);
+                if ui.selectable_label(self.selected == i, label).clicked() {
+                    self.selected = i;
+                }
+            });
+        }
+        ui.separator();
+        ui.label("Open a run directory:");
+        let field =
+            ui.add(egui::TextEdit::singleline(&mut self.open_path).hint_text("path/to/run"));
+        let enter = field.lost_focus() && ui.input(|i| i.key_pressed(Key::Enter));
+        if (ui.button("Open").clicked() || enter) && !self.open_path.trim().is_empty() {
+            self.open_dir(PathBuf::from(self.open_path.trim()));
+        }
+        if let Some(e) = &self.open_error {
+            ui.colored_label(egui::Color32::from_rgb(213, 94, 0), e);
+        }
+        if let Some(run) = self.runs.get(self.selected) {
+            ui.separator();
+            run_info(ui, run);
+        }
+    }
+
+    /// Asks for the screenshot once every run's header is read (at most 10 s after the start),
+    /// and closes the window once it is saved.
+    fn screenshot_step(&mut self, ctx: &egui::Context) {
+        let Some(shot) = &mut self.screenshot else {
+            return;
+        };
+        ctx.request_repaint_after(std::time::Duration::from_millis(100));
+        if shot.saved.load(std::sync::atomic::Ordering::Acquire) {
+            ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+            return;
+        }
+        let read = self.runs.iter().all(|r| r.model.info().is_some());
+        let waited = shot.start.elapsed().as_secs_f32();
+        if shot.asked || waited < 1.5 || (!read && waited < 10.0) {
+            return;
+        }
+        shot.asked = true;
+        let (path, saved) = (shot.path.clone(), shot.saved.clone());
+        let callback = egui::ScreenshotCallback::new(move |img| {
+            match save_png(&img, &path) {
+                Ok(()) => eprintln!("saved {}", path.display()),
+                Err(e) => eprintln!("error: {e:#}"),
+            }
+            saved.store(true, std::sync::atomic::Ordering::Release);
+        });
+        ctx.send_viewport_cmd(egui::ViewportCommand::Screenshot(callback));
+    }
+
+    fn saved(&self) -> Saved {
+        Saved {
+            run_dirs: self.runs.iter().filter_map(|r| r.dir.clone()).collect(),
+            tab: self.tab,
+            curves: self.curves.clone(),
+            layers: self.layers.clone(),
+        }
+    }
+}
+
+/// The selected run's header facts.
+fn run_info(ui: &mut Ui, run: &OpenRun) {
+    let Some(info) = run.model.info() else {
+        ui.label("waiting for the run log's header");
+        return;
+    };
+    egui::Grid::new("run-info").num_columns(2).show(ui, |ui| {
+        let mut row = |k: &str, v: String| {
+            ui.label(k);
+            ui.add(egui::Label::new(v).wrap());
+            ui.end_row();
+        };
+        row("kind", format!("{:?}", info.kind).to_lowercase());
+        row("data", info.dataset.clone());
+        row("device", info.device.clone());
+        row("heads", info.heads.join(", "));
+        if let Some(d) = info.depth {
+            row("blocks", d.to_string());
+        }
+    });
+}
+
+impl eframe::App for MimrApp {
+    fn ui(&mut self, ui: &mut Ui, _frame: &mut eframe::Frame) {
+        self.frame(ui);
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, eframe::APP_KEY, &self.saved());
+    }
+}
+
+/// Writes a screenshot as PNG.
+fn save_png(img: &egui::ColorImage, path: &std::path::Path) -> anyhow::Result<()> {
+    let [w, h] = img.size;
+    let bytes: Vec<u8> = img.pixels.iter().flat_map(|c| c.to_array()).collect();
+    let rgba = image::RgbaImage::from_raw(w as u32, h as u32, bytes)
+        .ok_or_else(|| anyhow::anyhow!("screenshot of {w}×{h} has the wrong number of pixels"))?;
+    let mut png = Vec::new();
+    rgba.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)?;
+    crate::fsutil::write_atomic(path, &png)
+}
+
+/// Opens the app window (see [`Launch`]).
+pub fn run_native(launch: Launch) -> anyhow::Result<()> {
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("mimr")
+            .with_inner_size([1280.0, 820.0]),
+        ..Default::default()
+    };
+    eframe::run_native(
+        "mimr",
+        options,
+        Box::new(move |cc| Ok(Box::new(MimrApp::new(cc, launch)))),
+    )
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the app window: {e}. It needs a display (X11 or Wayland); without one, `mimr refine` runs headless and its run directory opens later with `mimr view`"
+        )
+    })
+}
