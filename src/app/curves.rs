@@ -5,7 +5,7 @@ use super::palette::tap_color;
 use super::runs::OpenRun;
 use crate::view::{HeadMetric, MetricKey, RunMetric, RunModel, XAxis, points};
 use eframe::egui::{self, Color32, Id, Ui};
-use egui_plot::{ColorConflictHandling, Legend, Line, LineStyle, Plot, PlotPoints};
+use egui_plot::{AxisHints, ColorConflictHandling, Legend, Line, LineStyle, Plot, PlotPoints};
 
 /// How the curves are drawn (kept between launches).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -118,17 +118,22 @@ fn plot(ui: &mut Ui, q: &Quantity, runs: &[&OpenRun], s: &CurveSettings, width: 
     ui.strong(q.title());
     let series = series(q, runs, s);
     let log_y = s.log_y;
-    let mut plot = Plot::new(("curve", q.title()))
+    let plot = Plot::new(("curve", q.title()))
         .width(width)
         .height(190.0)
         .legend(Legend::default().color_conflict_handling(ColorConflictHandling::PickFirst))
         .link_cursor(Id::unique("curves-cursor"), [true, false])
-        .link_axis(Id::unique("curves-x"), [true, false])
-        .x_axis_label(s.axis.label());
+        // tick labels down to 30 px apart (the default 60 px leaves a 900-step axis with "0" alone)
+        .custom_x_axes(vec![
+            AxisHints::new_x()
+                .label(s.axis.label())
+                .label_spacing(30.0..=60.0),
+        ]);
+    let mut y = AxisHints::new_y().label_spacing(14.0..=30.0);
     if log_y {
-        plot = plot.y_axis_formatter(|mark, _| format!("{:.3e}", 10f64.powf(mark.value)));
+        y = y.formatter(|mark, _| format!("{:.3e}", 10f64.powf(mark.value)));
     }
-    plot.show(ui, |p| {
+    plot.custom_y_axes(vec![y]).show(ui, |p| {
         for sr in series {
             let fix = |v: Vec<[f64; 2]>| if log_y { to_log(v) } else { v };
             // the smoothed line first: the legend takes its colour; the raw one shares its name,
