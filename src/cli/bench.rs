@@ -24,6 +24,9 @@ pub enum What {
     Knn(KnnArgs),
     /// One stage-3 refinement step (ViT-Ti/4, 2×32 px + 4×16 px views, 4 tiny heads, batch 64).
     Refine(RefineArgs),
+    /// Latency of the app's live path: an event written to a run log until it is in the app's
+    /// run model.
+    View(super::bench_view::ViewArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -87,6 +90,7 @@ pub fn run(args: Args) -> Result<()> {
         What::Data(a) => data(a),
         What::Refine(a) => bench_refine::run(a),
         What::Knn(a) => knn(a),
+        What::View(a) => super::bench_view::run(a),
     }
 }
 

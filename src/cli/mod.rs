@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_refine;
+mod bench_view;
 mod data;
 mod embed;
 mod eval;
