@@ -128,3 +128,15 @@ fn the_app_renders_with_wgpu() {
         colours.len()
     );
 }
+
+#[test]
+fn opening_a_missing_folder_says_so_and_opens_nothing() {
+    let mut app = MimrApp::with_runs(Vec::new());
+    app.open_dir(PathBuf::from("/nonexistent/mimr-run"));
+    let mut h = Harness::builder()
+        .with_size([1000.0, 600.0])
+        .build_ui_state(|ui, app: &mut MimrApp| app.frame(ui), app);
+    h.run();
+    h.get_by_label_contains("/nonexistent/mimr-run is not a run directory");
+    h.get_by_label_contains("Open a run directory (written by `mimr refine`)");
+}

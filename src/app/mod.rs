@@ -140,6 +140,13 @@ impl MimrApp {
             self.selected = i;
             return;
         }
+        if !dir.is_dir() {
+            self.open_error = Some(format!(
+                "{} is not a run directory: give the folder `mimr refine` writes (run.dir)",
+                dir.display()
+            ));
+            return;
+        }
         let ctx = self.ctx.clone();
         let repaint = move || {
             if let Some(c) = &ctx {
