@@ -9,6 +9,7 @@ use egui_plot::{AxisHints, ColorConflictHandling, Legend, Line, LineStyle, Plot,
 
 /// How the curves are drawn (kept between launches).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct CurveSettings {
     /// Debiased-EMA weight in [0, 0.99]; 0 draws the raw values only.
     pub smoothing: f64,

@@ -11,6 +11,7 @@ const LABEL_H: f32 = 18.0;
 
 /// The metric picker state.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct LayerSettings {
     /// `protocol.metric`, e.g. `knn.k10`; None = the smallest kNN k logged.
     pub metric: Option<String>,
@@ -43,7 +44,10 @@ pub fn show(ui: &mut Ui, model: &RunModel, settings: &mut LayerSettings) {
             "colour: {lo:.3} (dark) to {hi:.3} (yellow); grey: not evaluated"
         ));
     }
-    draw(ui, &map);
+    // the newest evaluations stay in view when the steps outgrow the panel
+    egui::ScrollArea::horizontal()
+        .stick_to_right(true)
+        .show(ui, |ui| draw(ui, &map));
 }
 
 /// The chosen metric if logged, else the smallest kNN k, else the first metric.

@@ -42,8 +42,9 @@ impl Tab {
     }
 }
 
-/// What persists between launches (eframe storage).
+/// What persists between launches (eframe storage); fields added later default.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 struct Saved {
     run_dirs: Vec<PathBuf>,
     tab: Tab,
@@ -60,8 +61,8 @@ pub struct MimrApp {
     layers: LayerSettings,
     /// The "open a run folder" field.
     open_path: String,
-    /// The last failure to open a run, shown under the field.
-    open_error: Option<String>,
+    /// Failures to open runs (typed, or saved from an earlier session), shown under the field.
+    open_errors: Vec<String>,
     ctx: Option<egui::Context>,
     screenshot: Option<Screenshot>,
 }
@@ -71,8 +72,14 @@ struct Screenshot {
     path: PathBuf,
     start: std::time::Instant,
     asked: bool,
-    saved: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    outcome: ShotOutcome,
 }
+
+/// Whether the screenshot was saved (None: not yet), shared with `run_native`.
+type ShotOutcome = std::sync::Arc<std::sync::Mutex<Option<Result<(), String>>>>;
+
+/// Seconds after which a screenshot that never arrived fails the launch.
+const SHOT_TIMEOUT_S: f32 = 30.0;
 
 /// How the native window starts.
 #[derive(Clone, Debug, Default)]
@@ -88,7 +95,7 @@ pub struct Launch {
 impl MimrApp {
     /// The app for eframe: opens `launch.dirs`, or the runs of the last session when none are
     /// given.
-    pub fn new(cc: &eframe::CreationContext<'_>, launch: Launch) -> Self {
+    pub fn new(cc: &eframe::CreationContext<'_>, launch: Launch, outcome: ShotOutcome) -> Self {
         let saved: Saved = cc
             .storage
             .and_then(|s| eframe::get_value(s, eframe::APP_KEY))
@@ -109,7 +116,7 @@ impl MimrApp {
             path,
             start: std::time::Instant::now(),
             asked: false,
-            saved: Default::default(),
+            outcome,
         });
         app
     }
@@ -123,7 +130,7 @@ impl MimrApp {
             curves: CurveSettings::default(),
             layers: LayerSettings::default(),
             open_path: String::new(),
-            open_error: None,
+            open_errors: Vec::new(),
             ctx: None,
             screenshot: None,
         }
@@ -136,13 +143,15 @@ impl MimrApp {
 
     /// Follows the run directory `dir` (selected); a failure is shown, not raised.
     pub fn open_dir(&mut self, dir: PathBuf) {
+        // absolute, so a saved session reopens from any working directory and `./a` is `a`
+        let dir = std::path::absolute(&dir).unwrap_or(dir);
         if let Some(i) = self.runs.iter().position(|r| r.dir.as_ref() == Some(&dir)) {
             self.selected = i;
             return;
         }
         if !dir.is_dir() {
-            self.open_error = Some(format!(
-                "{} is not a run directory: give the folder `mimr refine` writes (run.dir)",
+            self.open_errors.push(format!(
+                "{} is not a run directory (missing, or a file): give the folder `mimr refine` writes (run.dir)",
                 dir.display()
             ));
             return;
@@ -157,9 +166,8 @@ impl MimrApp {
             Ok(run) => {
                 self.runs.push(run);
                 self.selected = self.runs.len() - 1;
-                self.open_error = None;
             }
-            Err(e) => self.open_error = Some(format!("cannot follow {}: {e}", dir.display())),
+            Err(e) => (self.open_errors).push(format!("cannot follow {}: {e}", dir.display())),
         }
     }
 
@@ -241,8 +249,11 @@ impl MimrApp {
         if (ui.button("Open").clicked() || enter) && !self.open_path.trim().is_empty() {
             self.open_dir(PathBuf::from(self.open_path.trim()));
         }
-        if let Some(e) = &self.open_error {
+        for e in &self.open_errors {
             ui.colored_label(egui::Color32::from_rgb(213, 94, 0), e);
+        }
+        if !self.open_errors.is_empty() && ui.button("Clear").clicked() {
+            self.open_errors.clear();
         }
         if let Some(run) = self.runs.get(self.selected) {
             ui.separator();
@@ -257,23 +268,31 @@ impl MimrApp {
             return;
         };
         ctx.request_repaint_after(std::time::Duration::from_millis(100));
-        if shot.saved.load(std::sync::atomic::Ordering::Acquire) {
+        let waited = shot.start.elapsed().as_secs_f32();
+        let mut done = shot.outcome.lock().map(|o| o.is_some()).unwrap_or(true);
+        if !done && waited > SHOT_TIMEOUT_S {
+            if let Ok(mut o) = shot.outcome.lock() {
+                *o = Some(Err(format!(
+                    "no screenshot arrived within {SHOT_TIMEOUT_S} s"
+                )));
+            }
+            done = true;
+        }
+        if done {
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
             return;
         }
         let read = self.runs.iter().all(|r| r.model.info().is_some());
-        let waited = shot.start.elapsed().as_secs_f32();
         if shot.asked || waited < 1.5 || (!read && waited < 10.0) {
             return;
         }
         shot.asked = true;
-        let (path, saved) = (shot.path.clone(), shot.saved.clone());
+        let (path, outcome) = (shot.path.clone(), shot.outcome.clone());
         let callback = egui::ScreenshotCallback::new(move |img| {
-            match save_png(&img, &path) {
-                Ok(()) => eprintln!("saved {}", path.display()),
-                Err(e) => eprintln!("error: {e:#}"),
+            let saved = save_png(&img, &path).map_err(|e| format!("{e:#}"));
+            if let Ok(mut o) = outcome.lock() {
+                *o = Some(saved);
             }
-            saved.store(true, std::sync::atomic::Ordering::Release);
         });
         ctx.send_viewport_cmd(egui::ViewportCommand::Screenshot(callback));
     }
@@ -316,6 +335,10 @@ impl eframe::App for MimrApp {
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        // a screenshot launch leaves the user's saved session as it was
+        if self.screenshot.is_some() {
+            return;
+        }
         eframe::set_value(storage, eframe::APP_KEY, &self.saved());
     }
 }
@@ -339,14 +362,31 @@ pub fn run_native(launch: Launch) -> anyhow::Result<()> {
             .with_inner_size([1280.0, 820.0]),
         ..Default::default()
     };
+    let outcome = ShotOutcome::default();
+    let (shot, path) = (outcome.clone(), launch.screenshot.clone());
     eframe::run_native(
         "mimr",
         options,
-        Box::new(move |cc| Ok(Box::new(MimrApp::new(cc, launch)))),
+        Box::new(move |cc| Ok(Box::new(MimrApp::new(cc, launch, shot)))),
     )
     .map_err(|e| {
         anyhow::anyhow!(
             "cannot open the app window: {e}. It needs a display (X11 or Wayland); without one, `mimr refine` runs headless and its run directory opens later with `mimr view`"
         )
-    })
+    })?;
+    let Some(path) = path else {
+        return Ok(());
+    };
+    let result = outcome.lock().map(|o| o.clone()).unwrap_or(None);
+    match result {
+        Some(Ok(())) => {
+            eprintln!("saved {}", path.display());
+            Ok(())
+        }
+        Some(Err(e)) => anyhow::bail!("screenshot {}: {e}", path.display()),
+        None => anyhow::bail!(
+            "the window closed before the screenshot {} was taken",
+            path.display()
+        ),
+    }
 }

@@ -43,7 +43,12 @@ pub fn run(a: ViewArgs) -> Result<()> {
 
 /// The latency of each event, in ms.
 fn measure(dir: &std::path::Path, a: &ViewArgs) -> Result<Vec<f64>> {
-    anyhow::ensure!(a.events > 0, "--events must be at least 1");
+    // the model keeps at most 50 000 step rows (thinning beyond), which this count relies on
+    anyhow::ensure!(
+        (1..=50_000).contains(&a.events),
+        "--events {} is outside 1..=50000",
+        a.events
+    );
     let mut log = RunLog::open(dir, None, header())?;
     let (wake, woken) = mpsc::channel::<()>();
     let live = LiveRun::open_dir(dir, move || {
