@@ -5,7 +5,9 @@ use super::palette::tap_color;
 use super::runs::OpenRun;
 use crate::view::{HeadMetric, MetricKey, RunMetric, RunModel, XAxis, points};
 use eframe::egui::{self, Color32, Id, Ui};
-use egui_plot::{AxisHints, ColorConflictHandling, Legend, Line, LineStyle, Plot, PlotPoints};
+use egui_plot::{
+    AxisHints, ColorConflictHandling, Legend, Line, LineStyle, Plot, PlotPoint, PlotPoints,
+};
 
 /// How the curves are drawn (kept between launches).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -45,31 +47,78 @@ impl Quantity {
     }
 }
 
-/// One line of a plot before drawing.
+/// One line of a plot, ready to draw (log10 already applied on a log axis).
 struct Series {
     name: String,
     color: Color32,
     style: LineStyle,
-    raw: Vec<[f64; 2]>,
-    smooth: Vec<[f64; 2]>,
+    raw: Vec<PlotPoint>,
+    smooth: Vec<PlotPoint>,
+}
+
+/// The plots' lines, rebuilt only when a shown run receives data or a setting changes (egui
+/// repaints on every pointer move; re-smoothing long runs each frame would not keep up).
+#[derive(Default)]
+pub struct CurveCache {
+    key: Option<CacheKey>,
+    plots: Vec<(Quantity, Vec<Series>)>,
+    /// How often the lines were rebuilt.
+    builds: u64,
+}
+
+/// What the cached lines were computed from.
+#[derive(Clone, Debug, PartialEq)]
+struct CacheKey {
+    /// (name, model revision) of each shown run.
+    runs: Vec<(String, u64)>,
+    settings: CurveSettings,
+}
+
+impl CurveCache {
+    /// The plots for `shown` under `settings`, recomputed only when they changed.
+    fn plots(
+        &mut self,
+        shown: &[&OpenRun],
+        settings: &CurveSettings,
+    ) -> &[(Quantity, Vec<Series>)] {
+        let key = CacheKey {
+            runs: shown
+                .iter()
+                .map(|r| (r.name.clone(), r.model.revision()))
+                .collect(),
+            settings: settings.clone(),
+        };
+        if self.key.as_ref() != Some(&key) {
+            self.plots = quantities(shown)
+                .into_iter()
+                .map(|q| {
+                    let lines = series(&q, shown, settings);
+                    (q, lines)
+                })
+                .collect();
+            self.key = Some(key);
+            self.builds += 1;
+        }
+        &self.plots
+    }
 }
 
 /// Draws the settings row and the grid of plots for the shown runs.
-pub fn show(ui: &mut Ui, runs: &[OpenRun], settings: &mut CurveSettings) {
+pub fn show(ui: &mut Ui, runs: &[OpenRun], settings: &mut CurveSettings, cache: &mut CurveCache) {
     controls(ui, settings);
     let shown: Vec<&OpenRun> = runs.iter().filter(|r| r.shown).collect();
-    let quantities = quantities(&shown);
-    if quantities.is_empty() {
+    let plots = cache.plots(&shown, settings);
+    if plots.is_empty() {
         ui.label("No steps logged yet.");
         return;
     }
     let cols = ((ui.available_width() / 380.0).floor() as usize).max(1);
     let width = ui.available_width() / cols as f32 - 8.0;
     egui::ScrollArea::vertical().show(ui, |ui| {
-        for row in quantities.chunks(cols) {
+        for row in plots.chunks(cols) {
             ui.horizontal(|ui| {
-                for q in row {
-                    ui.vertical(|ui| plot(ui, q, &shown, settings, width));
+                for (q, lines) in row {
+                    ui.vertical(|ui| plot(ui, q, lines, settings, width));
                 }
             });
         }
@@ -115,9 +164,8 @@ fn quantities(runs: &[&OpenRun]) -> Vec<Quantity> {
     out
 }
 
-fn plot(ui: &mut Ui, q: &Quantity, runs: &[&OpenRun], s: &CurveSettings, width: f32) {
+fn plot(ui: &mut Ui, q: &Quantity, series: &[Series], s: &CurveSettings, width: f32) {
     ui.strong(q.title());
-    let series = series(q, runs, s);
     let log_y = s.log_y;
     let plot = Plot::new(("curve", q.title()))
         .width(width)
@@ -136,24 +184,23 @@ fn plot(ui: &mut Ui, q: &Quantity, runs: &[&OpenRun], s: &CurveSettings, width: 
     }
     plot.custom_y_axes(vec![y]).show(ui, |p| {
         for sr in series {
-            let fix = |v: Vec<[f64; 2]>| if log_y { to_log(v) } else { v };
             // the smoothed line first: the legend takes its colour; the raw one shares its name,
             // so a legend click hides both
-            let main = Line::new(&sr.name, PlotPoints::from(fix(sr.smooth)));
+            let main = Line::new(&sr.name, PlotPoints::Borrowed(&sr.smooth));
             p.line(main.color(sr.color).width(1.5).style(sr.style));
             if s.smoothing > 0.0 {
-                let raw = Line::new(&sr.name, PlotPoints::from(fix(sr.raw)));
+                let raw = Line::new(&sr.name, PlotPoints::Borrowed(&sr.raw));
                 p.line(raw.color(sr.color.gamma_multiply(0.25)).style(sr.style));
             }
         }
     });
 }
 
-/// log10 of the positive values (the others cannot be drawn on a log axis).
-fn to_log(v: Vec<[f64; 2]>) -> Vec<[f64; 2]> {
+/// Plot points, with log10 of the positive values on a log axis (the others cannot be drawn).
+fn plot_points(v: Vec<[f64; 2]>, log_y: bool) -> Vec<PlotPoint> {
     v.into_iter()
-        .filter(|p| p[1] > 0.0)
-        .map(|[x, y]| [x, y.log10()])
+        .filter(|p| !log_y || p[1] > 0.0)
+        .map(|[x, y]| PlotPoint::new(x, if log_y { y.log10() } else { y }))
         .collect()
 }
 
@@ -176,8 +223,8 @@ fn series(q: &Quantity, runs: &[&OpenRun], s: &CurveSettings) -> Vec<Series> {
                 name: format!("{prefix}{label}"),
                 color: tap_color(tap),
                 style,
-                raw: points(t, &y, s.axis, 0.0),
-                smooth: points(t, &y, s.axis, s.smoothing),
+                raw: plot_points(points(t, &y, s.axis, 0.0), s.log_y),
+                smooth: plot_points(points(t, &y, s.axis, s.smoothing), s.log_y),
             });
         }
     }
@@ -221,5 +268,46 @@ fn columns<'a>(q: &Quantity, m: &'a RunModel) -> Vec<Column<'a>> {
                 })
                 .collect()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::{MemorySource, SourceItem};
+
+    fn step(s: u64) -> SourceItem {
+        let json = format!(
+            r#"{{"type":"pretrain_step","step":{s},"epoch":0,"lr":0.1,"img_per_s":5.0,"loss":{}}}"#,
+            1.0 / s as f64
+        );
+        SourceItem::Event {
+            line: s,
+            event: serde_json::from_str(&json).unwrap(),
+        }
+    }
+
+    #[test]
+    fn lines_are_cached_until_the_settings_change() {
+        let mut source = MemorySource::new("r");
+        for s in 1..=3 {
+            source.push(step(s));
+        }
+        let mut run = OpenRun::from_source(Box::new(source));
+        run.update();
+        let (mut cache, mut settings) = (CurveCache::default(), CurveSettings::default());
+        let n = |c: &mut CurveCache, s: &CurveSettings| {
+            let shown = [&run];
+            c.plots(&shown, s)[0].1[0].raw.len()
+        };
+        assert_eq!(n(&mut cache, &settings), 3);
+        n(&mut cache, &settings);
+        assert_eq!(cache.builds, 1, "same data and settings: no rebuild");
+        settings.log_y = true;
+        n(&mut cache, &settings);
+        assert_eq!(cache.builds, 2);
+        // log y keeps the positive losses, as log10
+        let first = cache.plots[0].1[0].raw[0];
+        assert!((first.y - 0.0).abs() < 1e-12 && first.x == 1.0, "{first:?}");
     }
 }

@@ -58,6 +58,7 @@ pub struct MimrApp {
     selected: usize,
     tab: Tab,
     curves: CurveSettings,
+    curve_cache: curves::CurveCache,
     layers: LayerSettings,
     /// The "open a run folder" field.
     open_path: String,
@@ -128,6 +129,7 @@ impl MimrApp {
             selected: 0,
             tab: Tab::default(),
             curves: CurveSettings::default(),
+            curve_cache: curves::CurveCache::default(),
             layers: LayerSettings::default(),
             open_path: String::new(),
             open_errors: Vec::new(),
@@ -197,7 +199,9 @@ impl MimrApp {
                 (_, None) => {
                     ui.label("Open a run directory (written by `mimr refine`) on the left.");
                 }
-                (Tab::Curves, Some(_)) => curves::show(ui, &self.runs, &mut self.curves),
+                (Tab::Curves, Some(_)) => {
+                    curves::show(ui, &self.runs, &mut self.curves, &mut self.curve_cache)
+                }
                 (Tab::Layers, Some(run)) => layers::show(ui, &run.model, &mut self.layers),
             }
         });
