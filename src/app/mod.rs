@@ -175,8 +175,12 @@ impl MimrApp {
 
     /// The whole frame: tabs on top, runs on the left, status at the bottom.
     pub fn frame(&mut self, ui: &mut Ui) {
+        let mut more = false;
         for run in &mut self.runs {
-            run.update();
+            more |= run.update();
+        }
+        if more {
+            ui.ctx().request_repaint();
         }
         self.screenshot_step(ui.ctx());
         self.keys(ui);

@@ -2,7 +2,12 @@
 //! directory, or a source polled in place) and the model its panels draw.
 
 use crate::view::{LiveRun, RunModel, RunSource, SourceItem};
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+
+/// Items applied per frame at most: a long finished log opens over a few frames instead of
+/// freezing one.
+pub const ITEMS_PER_FRAME: usize = 20_000;
 
 /// Where a run's items come from.
 pub enum Feed {
@@ -31,6 +36,8 @@ pub struct OpenRun {
     pub shown: bool,
     pub model: RunModel,
     feed: Feed,
+    /// Items received but not yet applied (beyond a frame's share).
+    pending: VecDeque<SourceItem>,
 }
 
 impl OpenRun {
@@ -56,15 +63,17 @@ impl OpenRun {
             shown: true,
             model: RunModel::default(),
             feed,
+            pending: VecDeque::new(),
         }
     }
 
-    /// Applies what arrived; true when anything did.
+    /// Applies what arrived, at most [`ITEMS_PER_FRAME`] items; true when items remain for the
+    /// next frame (the caller asks for one).
     pub fn update(&mut self) -> bool {
-        let items = self.feed.drain();
-        let any = !items.is_empty();
-        self.model.extend(items);
-        any
+        self.pending.extend(self.feed.drain());
+        let n = self.pending.len().min(ITEMS_PER_FRAME);
+        self.model.extend(self.pending.drain(..n));
+        !self.pending.is_empty()
     }
 }
 
@@ -73,4 +82,32 @@ pub fn run_name(dir: &Path) -> String {
     dir.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| dir.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::view::MemorySource;
+
+    #[test]
+    fn a_long_log_is_applied_over_several_frames_in_order() {
+        let mut source = MemorySource::new("long");
+        let n = ITEMS_PER_FRAME as u64 * 2 + 5;
+        let mut bytes = Vec::new();
+        for s in 1..=n {
+            let line = format!(
+                r#"{{"type":"pretrain_step","step":{s},"epoch":0,"lr":0.1,"img_per_s":5.0,"loss":1.0}}"#
+            );
+            bytes.extend(line.as_bytes());
+            bytes.push(b'\n');
+        }
+        source.push_bytes(&bytes);
+        let mut run = OpenRun::from_source(Box::new(source));
+        assert!(run.update(), "more than a frame's share: items remain");
+        assert_eq!(run.model.steps().len(), ITEMS_PER_FRAME);
+        assert!(run.update());
+        assert!(!run.update(), "all applied after three frames");
+        let steps = run.model.steps().timeline().steps().to_vec();
+        assert_eq!(steps, (1..=n).collect::<Vec<_>>());
+    }
 }
