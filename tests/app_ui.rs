@@ -106,7 +106,7 @@ fn a_damaged_log_opens_with_a_notice() {
 }
 
 #[test]
-fn the_app_renders_with_wgpu() {
+fn the_app_renders_the_heat_map_with_wgpu() {
     let runs = vec![OpenRun::from_source(Box::new(DirSource::new(fixture())))];
     let mut h = Harness::builder()
         .with_size([900.0, 600.0])
@@ -116,17 +116,21 @@ fn the_app_renders_with_wgpu() {
             MimrApp::with_runs(runs),
         );
     h.run();
+    h.get_by_label("Layers").click();
+    h.run();
     let img = h
         .render()
         .expect("renders on the wgpu adapter (lavapipe here)");
-    let mut colours: Vec<[u8; 4]> = img.pixels().map(|p| p.0).collect();
-    colours.sort_unstable();
-    colours.dedup();
-    assert!(
-        colours.len() > 50,
-        "a blank frame: {} colours",
-        colours.len()
-    );
+    // the heat map's cells are filled with viridis colours (text and chrome are not)
+    let ramp: std::collections::HashSet<[u8; 3]> = (0..=1000)
+        .map(|i| mimr::app::palette::viridis(i as f64 / 1000.0).to_array())
+        .map(|[r, g, b, _]| [r, g, b])
+        .collect();
+    let cells = img
+        .pixels()
+        .filter(|p| ramp.contains(&[p.0[0], p.0[1], p.0[2]]))
+        .count();
+    assert!(cells > 1000, "no heat map drawn: {cells} viridis pixels");
 }
 
 #[test]
