@@ -10,6 +10,7 @@ pub mod eval;
 pub mod fsutil;
 pub mod host;
 pub mod images;
+pub mod inspect;
 pub mod model;
 pub mod progress;
 pub mod refine;

@@ -8,17 +8,22 @@ use mimr::app::runs::OpenRun;
 use mimr::app::{MimrApp, Tab};
 use mimr::runlog::{self, Event};
 use mimr::view::DirSource;
+use mimr::view::files::{DirFiles, RunFiles};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/run_small")
 }
 
+/// The run directory `dir` read on the UI thread, its files served from disk.
+fn open(dir: &Path) -> OpenRun {
+    let files: Arc<dyn RunFiles> = Arc::new(DirFiles::new(dir));
+    OpenRun::from_source(Box::new(DirSource::new(dir.to_path_buf())), Some(files))
+}
+
 fn harness(dirs: &[&Path]) -> Harness<'static, MimrApp> {
-    let runs = dirs
-        .iter()
-        .map(|d| OpenRun::from_source(Box::new(DirSource::new(d.to_path_buf()))))
-        .collect();
+    let runs = dirs.iter().map(|d| open(d)).collect();
     let mut h = Harness::builder()
         .with_size([1280.0, 820.0])
         .build_ui_state(
@@ -107,7 +112,7 @@ fn a_damaged_log_opens_with_a_notice() {
 
 #[test]
 fn the_app_renders_the_heat_map_with_wgpu() {
-    let runs = vec![OpenRun::from_source(Box::new(DirSource::new(fixture())))];
+    let runs = vec![open(&fixture())];
     let mut h = Harness::builder()
         .with_size([900.0, 600.0])
         .wgpu()

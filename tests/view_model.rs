@@ -120,6 +120,7 @@ fn run_events(dir: &Path) -> Vec<Event> {
                     same_label: Some(s % 2 == 0),
                 }],
             )]),
+            thumbnails: None,
         }));
         if s % SPE == 0 {
             let file = format!("snapshots/step-{s:09}.safetensors");

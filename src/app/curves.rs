@@ -293,7 +293,7 @@ mod tests {
         for s in 1..=3 {
             source.push(step(s));
         }
-        let mut run = OpenRun::from_source(Box::new(source));
+        let mut run = OpenRun::from_source(Box::new(source), None);
         run.update();
         let (mut cache, mut settings) = (CurveCache::default(), CurveSettings::default());
         let n = |c: &mut CurveCache, s: &CurveSettings| {

@@ -1,15 +1,23 @@
-//! The desktop app (eframe/egui on wgpu): open runs live or finished, per-layer curves and the
-//! blocks × steps heat map. The panels read `view::RunModel`s fed off the UI thread.
+//! The desktop app (eframe/egui on wgpu): open runs live or finished, per-layer curves, the blocks ×
+//! steps heat map, the embedding map and its neighbour inspector; all fed off the UI thread.
 
 pub mod curves;
+pub mod frame_bench;
+pub mod inspector;
+pub mod jobs;
 pub mod layers;
+pub mod map;
 pub mod palette;
+pub mod points;
 pub mod runs;
+pub mod start;
 pub mod status;
+pub mod thumbs;
 
 use curves::CurveSettings;
 use eframe::egui::{self, Key, Ui};
 use layers::LayerSettings;
+use map::MapSettings;
 use runs::OpenRun;
 use std::path::PathBuf;
 
@@ -29,15 +37,18 @@ pub enum Tab {
     #[default]
     Curves,
     Layers,
+    /// The embedding map and nearest-neighbour inspector.
+    Map,
 }
 
 impl Tab {
-    const ALL: [Tab; 2] = [Tab::Curves, Tab::Layers];
+    const ALL: [Tab; 3] = [Tab::Curves, Tab::Layers, Tab::Map];
 
     fn label(self) -> &'static str {
         match self {
             Tab::Curves => "Curves",
             Tab::Layers => "Layers",
+            Tab::Map => "Map",
         }
     }
 }
@@ -50,6 +61,7 @@ struct Saved {
     tab: Tab,
     curves: CurveSettings,
     layers: LayerSettings,
+    map: MapSettings,
 }
 
 /// The app's state.
@@ -60,12 +72,17 @@ pub struct MimrApp {
     curves: CurveSettings,
     curve_cache: curves::CurveCache,
     layers: LayerSettings,
+    map: MapSettings,
     /// The "open a run folder" field.
     open_path: String,
     /// Failures to open runs (typed, or saved from an earlier session), shown under the field.
     open_errors: Vec<String>,
     ctx: Option<egui::Context>,
     screenshot: Option<Screenshot>,
+    /// The start screen (no run open, or "New...") and its forms.
+    start: start::StartScreen,
+    /// Refinements and inspections running in this process.
+    jobs: jobs::Jobs,
 }
 
 /// `mimr view --screenshot`: once the runs are read, save the window as a PNG and close.
@@ -91,6 +108,10 @@ pub struct Launch {
     pub tab: Option<Tab>,
     /// Save a screenshot here once the runs are read, then close.
     pub screenshot: Option<PathBuf>,
+    /// Select this sample in the first run's map (`mimr view --select`).
+    pub select: Option<usize>,
+    /// Start this checkpoint inspection at launch (`mimr app --inspect`).
+    pub inspect: Option<crate::inspect::InspectSpec>,
 }
 
 impl MimrApp {
@@ -103,7 +124,11 @@ impl MimrApp {
             .unwrap_or_default();
         let mut app = Self::with_runs(Vec::new());
         app.ctx = Some(cc.egui_ctx.clone());
-        (app.tab, app.curves, app.layers) = (saved.tab, saved.curves, saved.layers);
+        if let Some(rs) = &cc.wgpu_render_state {
+            points::install(rs);
+        }
+        (app.tab, app.curves, app.layers, app.map) =
+            (saved.tab, saved.curves, saved.layers, saved.map);
         app.tab = launch.tab.unwrap_or(app.tab);
         let dirs = if launch.dirs.is_empty() {
             saved.run_dirs
@@ -112,6 +137,12 @@ impl MimrApp {
         };
         for dir in dirs {
             app.open_dir(dir);
+        }
+        if let Some(run) = app.runs.first_mut() {
+            run.map.selected = launch.select;
+        }
+        if let Some(req) = launch.inspect {
+            app.start_inspect(req, &cc.egui_ctx);
         }
         app.screenshot = launch.screenshot.map(|path| Screenshot {
             path,
@@ -131,11 +162,24 @@ impl MimrApp {
             curves: CurveSettings::default(),
             curve_cache: curves::CurveCache::default(),
             layers: LayerSettings::default(),
+            map: MapSettings::default(),
             open_path: String::new(),
             open_errors: Vec::new(),
             ctx: None,
             screenshot: None,
+            start: start::StartScreen::default(),
+            jobs: jobs::Jobs::default(),
         }
+    }
+
+    /// The runs open, in the runs panel's order.
+    pub fn runs(&self) -> &[OpenRun] {
+        &self.runs
+    }
+
+    /// The map's settings (projection, colouring, k).
+    pub fn map_settings(&self) -> &MapSettings {
+        &self.map
     }
 
     /// The tab shown.
@@ -183,6 +227,7 @@ impl MimrApp {
             ui.ctx().request_repaint();
         }
         self.screenshot_step(ui.ctx());
+        self.poll_jobs();
         self.keys(ui);
         egui::Panel::top("tabs").show(ui, |ui| self.tab_bar(ui));
         egui::Panel::bottom("status").show(ui, |ui| {
@@ -199,6 +244,9 @@ impl MimrApp {
             .show(ui, |ui| self.runs_panel(ui));
         egui::CentralPanel::default().show(ui, |ui| {
             status::notices(ui, &mut self.runs);
+            if self.start_screen(ui) {
+                return;
+            }
             match (self.tab, self.runs.get(self.selected)) {
                 (_, None) => {
                     ui.label("Open a run directory (written by `mimr refine`) on the left.");
@@ -207,16 +255,22 @@ impl MimrApp {
                     curves::show(ui, &self.runs, &mut self.curves, &mut self.curve_cache)
                 }
                 (Tab::Layers, Some(run)) => layers::show(ui, &run.model, &mut self.layers),
+                (Tab::Map, Some(_)) => {
+                    if let Some(run) = self.runs.get_mut(self.selected) {
+                        map::show(ui, run, &mut self.map);
+                    }
+                }
             }
         });
     }
 
-    /// 1/2 switch tabs (when no text field has focus).
+    /// 1/2/3 switch tabs (when no text field has focus).
     fn keys(&mut self, ui: &Ui) {
         if ui.ctx().egui_wants_keyboard_input() {
             return;
         }
-        for (key, tab) in [(Key::Num1, Tab::Curves), (Key::Num2, Tab::Layers)] {
+        let keys = [(Key::Num1, Tab::Curves), (Key::Num2, Tab::Layers), (Key::Num3, Tab::Map)];
+        for (key, tab) in keys {
             if ui.input(|i| i.key_pressed(key)) {
                 self.tab = tab;
             }
@@ -232,7 +286,12 @@ impl MimrApp {
     }
 
     fn runs_panel(&mut self, ui: &mut Ui) {
-        ui.heading("Runs");
+        ui.horizontal(|ui| {
+            ui.heading("Runs");
+            if ui.button("New...").on_hover_text("open, refine or inspect").clicked() {
+                self.start.open();
+            }
+        });
         for (i, run) in self.runs.iter_mut().enumerate() {
             ui.horizontal(|ui| {
                 ui.checkbox(&mut run.shown, "plot")
@@ -248,6 +307,7 @@ impl MimrApp {
                     self.selected = i;
                 }
             });
+            self.jobs.controls(ui, run.dir.as_deref(), &run.model);
         }
         ui.separator();
         ui.label("Open a run directory:");
@@ -290,7 +350,8 @@ impl MimrApp {
             ctx.send_viewport_cmd(egui::ViewportCommand::Close);
             return;
         }
-        let read = self.runs.iter().all(|r| r.model.info().is_some());
+        let read = self.runs.iter().all(|r| r.model.info().is_some())
+            && (self.tab != Tab::Map || self.runs.get(self.selected).is_none_or(|r| r.map.settled()));
         if shot.asked || waited < 1.5 || (!read && waited < 10.0) {
             return;
         }
@@ -311,6 +372,7 @@ impl MimrApp {
             tab: self.tab,
             curves: self.curves.clone(),
             layers: self.layers.clone(),
+            map: self.map.clone(),
         }
     }
 }
@@ -348,6 +410,11 @@ impl eframe::App for MimrApp {
             return;
         }
         eframe::set_value(storage, eframe::APP_KEY, &self.saved());
+    }
+
+    /// Running jobs are stopped (a checkpoint each) and awaited, at most `jobs::CLOSE_WAIT`.
+    fn on_exit(&mut self) {
+        self.jobs.shutdown(jobs::CLOSE_WAIT);
     }
 }
 

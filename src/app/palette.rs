@@ -28,6 +28,17 @@ pub fn tap_color(tap: Option<Tap>) -> Color32 {
     Color32::from_rgb(r, g, b)
 }
 
+/// The colour of category `i` (a class or a cluster): Tableau 10, then hues spaced by the golden
+/// angle so that any number of categories stay distinguishable.
+pub fn category(i: usize) -> Color32 {
+    if let Some([r, g, b]) = TABLEAU.get(i) {
+        return Color32::from_rgb(*r, *g, *b);
+    }
+    let hue = (i as f32 * 0.618_034).fract();
+    let value = if i.is_multiple_of(2) { 0.85 } else { 0.65 };
+    eframe::egui::ecolor::Hsva::new(hue, 0.65, value, 1.0).into()
+}
+
 /// Viridis at nine stops (matplotlib's values), interpolated linearly.
 const VIRIDIS: [[f32; 3]; 9] = [
     [68.0, 1.0, 84.0],

@@ -1,9 +1,12 @@
 //! The runs the app has open: each one's feed of run-log items (a polling thread for a run
 //! directory, or a source polled in place) and the model its panels draw.
 
+use super::map::MapState;
+use crate::view::files::{DirFiles, RunFiles};
 use crate::view::{LiveRun, RunModel, RunSource, SourceItem};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Items applied per frame at most: a long finished log opens over a few frames instead of
 /// freezing one.
@@ -35,6 +38,10 @@ pub struct OpenRun {
     /// Drawn in the curves (several runs can be overlaid).
     pub shown: bool,
     pub model: RunModel,
+    /// The files the log points at (snapshots, thumbnails), when they can be read.
+    pub files: Option<Arc<dyn RunFiles>>,
+    /// The embedding map and inspector of this run.
+    pub map: MapState,
     feed: Feed,
     /// Items received but not yet applied (beyond a frame's share).
     pending: VecDeque<SourceItem>,
@@ -44,16 +51,16 @@ impl OpenRun {
     /// Follows the run directory `dir`; `repaint` is called when new items arrive.
     pub fn open_dir(dir: &Path, repaint: impl Fn() + Send + 'static) -> std::io::Result<Self> {
         let live = LiveRun::open_dir(dir, repaint)?;
-        Ok(Self::new(
-            run_name(dir),
-            Some(dir.to_path_buf()),
-            Feed::Live(live),
-        ))
+        let mut run = Self::new(run_name(dir), Some(dir.to_path_buf()), Feed::Live(live));
+        run.files = Some(Arc::new(DirFiles::new(dir)));
+        Ok(run)
     }
 
-    /// A run read from `source` on the UI thread.
-    pub fn from_source(source: Box<dyn RunSource>) -> Self {
-        Self::new(source.name(), None, Feed::Direct(source))
+    /// A run read from `source` on the UI thread; `files` serves the files its log names.
+    pub fn from_source(source: Box<dyn RunSource>, files: Option<Arc<dyn RunFiles>>) -> Self {
+        let mut run = Self::new(source.name(), None, Feed::Direct(source));
+        run.files = files;
+        run
     }
 
     fn new(name: String, dir: Option<PathBuf>, feed: Feed) -> Self {
@@ -62,6 +69,8 @@ impl OpenRun {
             dir,
             shown: true,
             model: RunModel::default(),
+            files: None,
+            map: MapState::default(),
             feed,
             pending: VecDeque::new(),
         }
@@ -102,7 +111,7 @@ mod tests {
             bytes.push(b'\n');
         }
         source.push_bytes(&bytes);
-        let mut run = OpenRun::from_source(Box::new(source));
+        let mut run = OpenRun::from_source(Box::new(source), None);
         assert!(run.update(), "more than a frame's share: items remain");
         assert_eq!(run.model.steps().len(), ITEMS_PER_FRAME);
         assert!(run.update());

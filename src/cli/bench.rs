@@ -27,6 +27,9 @@ pub enum What {
     /// Latency of the app's live path: an event written to a run log until it is in the app's
     /// run model.
     View(super::bench_view::ViewArgs),
+    /// The embedding map's frame time at N points in the app window (needs a display), or
+    /// with --project N the PCA / k-means / t-SNE times.
+    Map(super::bench_map::MapArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -91,6 +94,7 @@ pub fn run(args: Args) -> Result<()> {
         What::Refine(a) => bench_refine::run(a),
         What::Knn(a) => knn(a),
         What::View(a) => super::bench_view::run(a),
+        What::Map(a) => super::bench_map::run(a),
     }
 }
 

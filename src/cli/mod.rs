@@ -3,12 +3,14 @@
 
 mod bench;
 mod bench_refine;
+mod bench_map;
 mod bench_view;
 mod data;
 mod embed;
 mod eval;
 mod export;
 mod info;
+mod inspect;
 mod logging;
 mod refine;
 mod view;
@@ -46,12 +48,14 @@ pub enum Command {
     Refine(refine::Args),
     /// Inspect datasets: manifest and augmented-view previews.
     Data(data::Args),
+    /// Per-block features of one or two checkpoints on an image folder, as a run-like directory.
+    Inspect(inspect::Args),
     /// Throughput benchmarks.
     Bench(bench::Args),
     /// Open run directories in the desktop app (live while they grow).
     View(view::Args),
-    /// Open the desktop app on the runs of the last session.
-    App,
+    /// Open the desktop app: its start screen (open, refine, inspect) and the last session's runs.
+    App(view::AppArgs),
 }
 
 /// Options shared by commands that load a checkpoint.
@@ -106,9 +110,10 @@ pub fn main() -> std::process::ExitCode {
         Command::Export(a) => export::run(a),
         Command::Refine(a) => refine::run(a),
         Command::Data(a) => data::run(a),
+        Command::Inspect(a) => inspect::run(a),
         Command::Bench(a) => bench::run(a),
         Command::View(a) => view::run(a),
-        Command::App => view::app(),
+        Command::App(a) => view::app(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -15,6 +15,9 @@ pub struct Args {
     /// Save a PNG of the window once the runs are read, then close (docs, checks).
     #[arg(long)]
     pub screenshot: Option<PathBuf>,
+    /// Open the map's nearest-neighbour inspector on this sample (dataset index) of the first run.
+    #[arg(long)]
+    pub select: Option<usize>,
 }
 
 /// `mimr view`: every path must be a folder (the run log may not exist yet: a run starting).
@@ -31,10 +34,43 @@ pub fn run(args: Args) -> Result<()> {
         dirs: args.runs,
         tab: args.tab,
         screenshot: args.screenshot,
+        inspect: None,
+        select: args.select,
     })
 }
 
-/// `mimr app`: the app on the runs of the last session.
-pub fn app() -> Result<()> {
-    crate::app::run_native(crate::app::Launch::default())
+#[derive(clap::Args, Debug)]
+pub struct AppArgs {
+    /// Inspect one checkpoint, or two separated by a comma, at launch (needs --images).
+    #[arg(long, value_delimiter = ',', num_args = 1..=2, requires = "images")]
+    pub inspect: Vec<PathBuf>,
+    /// The image folder of --inspect.
+    #[arg(long, requires = "inspect")]
+    pub images: Option<PathBuf>,
+    /// At most this many images for --inspect, spread evenly over the folder.
+    #[arg(long, default_value_t = crate::inspect::DEFAULT_LIMIT)]
+    pub limit: usize,
+    /// Compute device of --inspect.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub device: crate::device::DeviceChoice,
+}
+
+/// `mimr app`: the start screen over the runs of the last session; with `--inspect`, that
+/// inspection starts at once (its progress on the start screen, its result opened as a run).
+pub fn app(args: AppArgs) -> Result<()> {
+    if args.inspect.len() > 2 {
+        bail!(
+            "--inspect takes one checkpoint or two (A,B), got {}",
+            args.inspect.len()
+        );
+    }
+    let inspect = args.images.map(|images| {
+        let mut spec = crate::inspect::InspectSpec::new(args.inspect, images);
+        (spec.limit, spec.device) = (args.limit, args.device);
+        spec
+    });
+    crate::app::run_native(crate::app::Launch {
+        inspect,
+        ..Default::default()
+    })
 }

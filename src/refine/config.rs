@@ -190,9 +190,24 @@ pub struct RunConfig {
     /// Size of the fixed probe subset used for snapshots.
     #[serde(default = "default_probe")]
     pub probe_size: usize,
+    /// Which features a snapshot holds: `heads` (each head's block, the default) or `all`
+    /// (also every encoder block's raw output, tensors `block.<i>`).
+    #[serde(default)]
+    pub snapshot_blocks: SnapshotBlocks,
     /// Stop after this many steps in total (for tests and smoke runs; 0 = no limit).
     #[serde(default)]
     pub max_steps: u64,
+}
+
+/// The features of a snapshot (`run.snapshot_blocks`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotBlocks {
+    /// One tensor per head, named by the head (`cls0`, `main`, …).
+    #[default]
+    Heads,
+    /// The head tensors plus `block.<i>`: every encoder block's raw output, pooled as the heads.
+    All,
 }
 
 fn default_split() -> Split {

@@ -6,6 +6,7 @@ pub mod config;
 pub mod groups;
 pub mod heads;
 pub mod loss;
+pub mod nn_thumbs;
 pub mod online_eval;
 pub mod optim;
 pub mod queue;

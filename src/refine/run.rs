@@ -2,11 +2,13 @@
 //! shared loop gives it resume, checkpoints, the run log, progress and pause/stop; plus snapshots.
 
 use super::checkpoint;
-use super::config::RefineConfig;
+use super::config::{RefineConfig, SnapshotBlocks};
+use super::nn_thumbs::NnThumbs;
 use super::online_eval::{self, OnlineEval};
 use super::schedule::{Schedule, scaled_lr};
 use super::trainer::{HeadStats, Trainer};
 use crate::data::{self, Batch, Loader};
+use crate::model::features::{self, Tap};
 use crate::runlog::{self, Event, HeadStep, NnExamples, NnPair, RunLog, StepEvent};
 use crate::train::{self, Control, RunDir, StepReport, Task};
 use anyhow::{Context, Result, ensure};
@@ -110,6 +112,7 @@ pub fn refine(cfg: RefineConfig, control: &Control) -> Result<Outcome> {
         dataset,
         device: selected.label,
         last_snapshot: None,
+        nn_thumbs: NnThumbs::default(),
     };
     let out = train::run(&mut task, &dir, &loader, &settings, control)?;
     Ok(Outcome {
@@ -174,6 +177,8 @@ pub struct Refinement {
     device: String,
     /// The step of the newest snapshot written by this process.
     last_snapshot: Option<u64>,
+    /// Writes the images of the logged NN pairs.
+    nn_thumbs: NnThumbs,
 }
 
 impl Refinement {
@@ -183,6 +188,21 @@ impl Refinement {
             self.last_snapshot = Some(self.t.step);
         }
         Ok(())
+    }
+
+    /// Gives this step's `nn_examples` event its pair atlas when the step is logged (the loop
+    /// logs multiples of `run.log_every`; a last step logged besides them gets none) and the
+    /// writer's time budget allows (`nn_thumbs::BUDGET`).
+    fn attach_pair_images(&mut self, events: &mut [Event], step: u64) {
+        if !step.is_multiple_of(self.t.cfg.run.log_every) {
+            return;
+        }
+        for e in events {
+            if let Event::NnExamples(ex) = e {
+                let dir = &self.t.cfg.run.dir;
+                self.nn_thumbs.attach(dir, self.dataset.as_ref(), ex);
+            }
+        }
     }
 }
 
@@ -210,9 +230,11 @@ impl Task for Refinement {
         let stats = self.t.step(batch, stage, lr)?;
         let loss: f64 = stats.iter().map(|s| s.loss).sum();
         let epoch = step / self.plan.spe;
+        let mut events = step_events(&self.t, step + 1, epoch, stage, lr, &stats);
+        self.attach_pair_images(&mut events, step + 1);
         Ok(StepReport {
             loss,
-            events: step_events(&self.t, step + 1, epoch, stage, lr, &stats),
+            events,
             status: format!("stage {stage}  loss {loss:.4}"),
         })
     }
@@ -316,14 +338,15 @@ fn step_events(
         Event::NnExamples(NnExamples {
             step,
             heads: examples,
+            thumbnails: None,
         }),
     ]
 }
 
 /// Embeds the fixed probe subset (first `probe_size` samples, eval transform; unreadable ones
-/// skipped) with the EMA encoder at every head's block and writes
-/// `snapshots/step-<n>.safetensors` (a tensor per head, `labels` and the rows' dataset `index`)
-/// and a log event.
+/// skipped) with the EMA encoder and writes `snapshots/step-<n>.safetensors` (a tensor per head,
+/// with `run.snapshot_blocks = "all"` also `block.<i>` per encoder block; `labels` and the rows'
+/// dataset `index`) and a log event.
 pub fn snapshot(t: &Trainer, ds: &dyn data::Dataset, log: &mut RunLog) -> Result<()> {
     let size = t.cfg.data.views.global_size();
     let (mut imgs, mut labels, mut index, mut skipped) = (Vec::new(), Vec::new(), Vec::new(), 0);
@@ -337,16 +360,9 @@ pub fn snapshot(t: &Trainer, ds: &dyn data::Dataset, log: &mut RunLog) -> Result
     }
     let n = index.len();
     let mut map = crate::host::TensorMap::new();
-    for (s, f) in t
-        .specs
-        .iter()
-        .zip(online_eval::embed_heads(t, &t.ema, imgs, n)?)
-    {
+    for (name, f) in snapshot_features(t, imgs, n)? {
         let dim = f.len() / n.max(1);
-        map.insert(
-            s.name.clone(),
-            crate::host::HostTensor::new(vec![n, dim], f)?,
-        );
+        map.insert(name, crate::host::HostTensor::new(vec![n, dim], f)?);
     }
     let row = |v| crate::host::HostTensor::new(vec![n], v);
     map.insert("labels".into(), row(labels)?);
@@ -359,6 +375,31 @@ pub fn snapshot(t: &Trainer, ds: &dyn data::Dataset, log: &mut RunLog) -> Result
         samples: n,
         skipped,
     }))
+}
+
+/// Images per forward pass of a snapshot (as online evaluation's).
+const SNAPSHOT_BATCH: usize = 128;
+
+/// The EMA encoder's features `[n, dim]` of `n` eval-transformed images, pooled as `heads.pool`,
+/// named as in the snapshot file: each head's tap, then (`run.snapshot_blocks = "all"`) every
+/// block as `block.<i>` — all from one forward pass per chunk.
+fn snapshot_features(t: &Trainer, imgs: Vec<f32>, n: usize) -> Result<Vec<(String, Vec<f32>)>> {
+    let mut named: Vec<(String, Tap)> = t.specs.iter().map(|s| (s.name.clone(), s.block)).collect();
+    if t.cfg.run.snapshot_blocks == SnapshotBlocks::All {
+        named.extend((0..t.ema.depth()).map(|b| (format!("block.{b}"), Some(b))));
+    }
+    if n == 0 || imgs.is_empty() {
+        return Ok(named
+            .into_iter()
+            .map(|(name, _)| (name, Vec::new()))
+            .collect());
+    }
+    let size = ((imgs.len() / n / 3) as f64).sqrt() as usize;
+    let taps: Vec<Tap> = named.iter().map(|(_, tap)| *tap).collect();
+    let chunks = features::chunks_of(&imgs, [n, 3, size, size], SNAPSHOT_BATCH);
+    let feats = features::extract(&t.ema, chunks, &taps, t.cfg.heads.pool, &t.device, |_| {})?;
+    let names = named.into_iter().map(|(name, _)| name);
+    Ok(names.zip(feats.into_iter().map(|f| f.data)).collect())
 }
 
 #[cfg(test)]

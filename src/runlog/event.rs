@@ -37,6 +37,8 @@ pub enum RunKind {
     #[default]
     Refine,
     Pretrain,
+    /// `mimr inspect` (minor 3): one snapshot per checkpoint (step i = checkpoint i), no steps.
+    Inspect,
 }
 
 /// The header line. `config` and `encoder` are kept as JSON so this module needs no model types.
@@ -126,6 +128,29 @@ pub struct NnPair {
 pub struct NnExamples {
     pub step: u64,
     pub heads: BTreeMap<String, Vec<NnPair>>,
+    /// The PNG atlas of [`NnExamples::samples`] (`nn_examples/step-<step:09>.png`, relative to
+    /// the run dir; its [`ThumbnailIndex`] has the same name ending `.json`) — minor 3; absent in
+    /// older logs and for steps the writer's time budget skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnails: Option<String>,
+}
+
+impl NnExamples {
+    /// Dataset indices of the anchors and neighbours, each once, in order of first appearance
+    /// (heads in name order, per pair the anchor then the neighbour; empty queue slots left out).
+    pub fn samples(&self) -> Vec<usize> {
+        let mut seen = std::collections::HashSet::new();
+        let pairs = self.heads.values().flatten();
+        let all = pairs.flat_map(|p| [Some(p.sample), usize::try_from(p.neighbour).ok()]);
+        all.flatten().filter(|s| seen.insert(*s)).collect()
+    }
+
+    /// The index file of [`NnExamples::thumbnails`] (the PNG's name with `.json`).
+    pub fn thumbnail_index(&self) -> Option<String> {
+        let image = self.thumbnails.as_deref()?;
+        let stem = image.strip_suffix(".png").unwrap_or(image);
+        Some(format!("{stem}.json"))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -202,6 +227,25 @@ pub struct Thumbnails {
     pub tile: u32,
 }
 
+/// `thumbnails.json`: sample `i` of the probe subset is tile `i`, row-major in `columns` columns.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ThumbnailIndex {
+    pub tile: u32,
+    pub columns: u32,
+    pub samples: Vec<ThumbnailEntry>,
+    /// Class names indexed by label (empty for unlabelled data).
+    pub classes: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ThumbnailEntry {
+    /// Dataset index of the sample.
+    pub sample: usize,
+    pub label: Option<u32>,
+    /// False for an unreadable sample (its tile is grey).
+    pub readable: bool,
+}
+
 impl Event {
     /// The step an event belongs to (the header and unknown events have none).
     pub fn step(&self) -> Option<u64> {
@@ -243,6 +287,29 @@ mod tests {
             e.heads["cls0"].cluster.as_ref().unwrap()["silhouette"],
             None
         );
+    }
+
+    #[test]
+    fn nn_examples_without_thumbnails_still_parse_and_list_samples_once() {
+        let old = r#"{"type":"nn_examples","step":5,"heads":{"cls0":[{"sample":3,"neighbour":9,"same_label":true}],"main":[{"sample":3,"neighbour":-1,"same_label":null},{"sample":4,"neighbour":3,"same_label":false}]}}"#;
+        let Event::NnExamples(e) = serde_json::from_str(old).unwrap() else {
+            panic!("not nn_examples")
+        };
+        assert_eq!((e.step, e.thumbnails.as_deref()), (5, None));
+        assert_eq!(e.samples(), vec![3, 9, 4]);
+        assert_eq!(e.thumbnail_index(), None);
+        assert!(!serde_json::to_string(&e).unwrap().contains("thumbnails"));
+        let with = NnExamples {
+            thumbnails: Some("nn_examples/step-000000005.png".into()),
+            ..e
+        };
+        let line = serde_json::to_string(&Event::NnExamples(with.clone())).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Event>(&line).unwrap(),
+            Event::NnExamples(with.clone())
+        );
+        let index = with.thumbnail_index();
+        assert_eq!(index.as_deref(), Some("nn_examples/step-000000005.json"));
     }
 
     #[test]

@@ -4,10 +4,15 @@
 //! Data flow: `RunSource::poll` (a run directory over `runlog::Tail`, or bytes in memory) →
 //! `SourceItem`s (events, notices, restarts) → `LiveRun`'s channel → `RunModel::apply` → panels.
 
+pub mod atlas;
+pub mod embedding;
 pub mod evals;
+pub mod files;
 pub mod live;
 pub mod model;
+pub mod project;
 pub mod series;
+pub mod snapshot;
 pub mod source;
 
 pub use evals::{EvalTable, HeatMap, MetricKey, Protocol, Tap};
