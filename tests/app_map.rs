@@ -28,6 +28,7 @@ fn snapshots() -> Vec<SnapshotRef> {
             SnapshotRef {
                 step,
                 file: format!("snapshots/{name}"),
+                name: format!("step {step}"),
             }
         })
         .collect();

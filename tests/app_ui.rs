@@ -149,3 +149,27 @@ fn opening_a_missing_folder_says_so_and_opens_nothing() {
     h.get_by_label_contains("/nonexistent/mimr-run is not a run directory");
     h.get_by_label_contains("Open a run directory (written by `mimr refine`)");
 }
+
+#[test]
+fn a_live_run_with_a_single_step_draws_its_curves() {
+    // the fixture's first four lines: header, thumbnails, eval at step 0, the first step
+    let text = std::fs::read_to_string(fixture().join(runlog::FILE)).unwrap();
+    let head: Vec<&str> = text.lines().take(4).collect();
+    assert!(
+        head[3].contains(r#""type":"step""#),
+        "line 4 is the first step"
+    );
+    let mut source = mimr::view::MemorySource::new("one-step");
+    source.push_bytes((head.join("\n") + "\n").as_bytes());
+    let runs = vec![OpenRun::from_source(Box::new(source), None)];
+    let mut h = Harness::builder()
+        .with_size([1280.0, 820.0])
+        .build_ui_state(
+            |ui, app: &mut MimrApp| app.frame(ui),
+            MimrApp::with_runs(runs),
+        );
+    // one point per line: zero-width x ranges (the one-ulp case is a unit test in app::curves)
+    h.run();
+    assert_eq!(h.state().runs()[0].model.steps().len(), 1);
+    h.get_by_label_contains("loss");
+}

@@ -178,6 +178,7 @@ fn plot(ui: &mut Ui, q: &Quantity, series: &[Series], s: &CurveSettings, width: 
                 .label(s.axis.label())
                 .label_spacing(30.0..=60.0),
         ]);
+    let plot = widen_degenerate(plot, series);
     let mut y = AxisHints::new_y().label_spacing(14.0..=30.0);
     if log_y {
         y = y.formatter(|mark, _| format!("{:.3e}", 10f64.powf(mark.value)));
@@ -194,6 +195,31 @@ fn plot(ui: &mut Ui, q: &Quantity, series: &[Series], s: &CurveSettings, width: 
             }
         }
     });
+}
+
+/// A run with one logged step has a zero-width x range (and often a tiny y range, e.g. the LR),
+/// which egui_plot cannot scale: give such a plot a unit-wide x range and a non-empty y range.
+fn widen_degenerate<'a>(plot: Plot<'a>, series: &[Series]) -> Plot<'a> {
+    let all = || series.iter().flat_map(|s| s.raw.iter().chain(&s.smooth));
+    let span = |f: fn(&PlotPoint) -> f64| {
+        let v = all().map(f).filter(|v| v.is_finite());
+        v.fold(None, |acc: Option<(f64, f64)>, x| {
+            Some(acc.map_or((x, x), |(lo, hi)| (lo.min(x), hi.max(x))))
+        })
+    };
+    let mut plot = plot;
+    if let Some((lo, hi)) = span(|p| p.x)
+        && hi - lo < 1e-9
+    {
+        plot = plot.include_x(lo - 0.5).include_x(hi + 0.5);
+    }
+    if let Some((lo, hi)) = span(|p| p.y)
+        && hi - lo < 1e-12 * lo.abs().max(1.0)
+    {
+        let pad = (lo.abs() * 0.1).max(1e-6);
+        plot = plot.include_y(lo - pad).include_y(hi + pad);
+    }
+    plot
 }
 
 /// Plot points, with log10 of the positive values on a log axis (the others cannot be drawn).
@@ -275,6 +301,26 @@ fn columns<'a>(q: &Quantity, m: &'a RunModel) -> Vec<Column<'a>> {
 mod tests {
     use super::*;
     use crate::view::{MemorySource, SourceItem};
+
+    #[test]
+    fn one_step_with_a_one_ulp_smoothing_difference_still_plots() {
+        // raw and smoothed LR one ulp apart at a single step: egui_plot would give x the
+        // (sub-ulp) y height and fail its bounds check
+        let lr = 2.5e-5f64;
+        let series = [Series {
+            name: "lr".into(),
+            color: Color32::WHITE,
+            style: LineStyle::Solid,
+            raw: vec![PlotPoint::new(1.0, lr)],
+            smooth: vec![PlotPoint::new(1.0, f64::from_bits(lr.to_bits() + 1))],
+        }];
+        let ctx = egui::Context::default();
+        let settings = CurveSettings::default();
+        let mut out = ctx.run_ui(Default::default(), |ui| {
+            plot(ui, &Quantity::Run(RunMetric::Lr), &series, &settings, 300.0);
+        });
+        out.textures_delta.clear();
+    }
 
     fn step(s: u64) -> SourceItem {
         let json = format!(

@@ -1,7 +1,7 @@
 //! The nearest-neighbour inspector beside the map: the clicked sample's top-k cosine neighbours per
 //! block at the first and the shown snapshot, and the NN pairs the loss used at the newest step.
 
-use super::map::{MapSettings, MapState, current_step};
+use super::map::{MapSettings, MapState, current_step, name_of};
 use super::thumbs::{self, Thumbs};
 use crate::runlog::NnExamples;
 use crate::view::embedding::{NeighbourList, SnapshotRef};
@@ -65,7 +65,8 @@ fn query(
                 .iter()
                 .find(|l| l.block == block && l.step == step);
             if let Some(list) = list {
-                strip(ui, list, thumbs, first == Some(step) && first != current);
+                let first = first == Some(step) && first != current;
+                strip(ui, list, thumbs, first, &name_of(snaps, step));
             }
             if first == current {
                 break;
@@ -96,7 +97,7 @@ fn block_choice(ui: &mut Ui, state: &mut MapState) {
 }
 
 /// One (block, step)'s neighbours as thumbnails with similarity and label; same-label framed.
-fn strip(ui: &mut Ui, list: &NeighbourList, thumbs: Option<&Thumbs>, first: bool) {
+fn strip(ui: &mut Ui, list: &NeighbourList, thumbs: Option<&Thumbs>, first: bool, name: &str) {
     let when = if first {
         "first snapshot"
     } else {
@@ -105,7 +106,7 @@ fn strip(ui: &mut Ui, list: &NeighbourList, thumbs: Option<&Thumbs>, first: bool
     let found = match &list.list {
         Ok(found) => found,
         Err(e) => {
-            ui.label(format!("{when} (step {}): {e}", list.step));
+            ui.label(format!("{when} ({name}): {e}"));
             return;
         }
     };
@@ -114,8 +115,7 @@ fn strip(ui: &mut Ui, list: &NeighbourList, thumbs: Option<&Thumbs>, first: bool
         .filter(|n| n.label.is_some() && n.label == list.query_label)
         .count();
     ui.label(format!(
-        "{when} (step {}): {same}/{} same label",
-        list.step,
+        "{when} ({name}): {same}/{} same label",
         found.len()
     ));
     ui.horizontal_wrapped(|ui| {
@@ -158,9 +158,9 @@ fn loss_pairs(
     };
     ui.strong(format!("Pairs the loss used at step {}", ex.step));
     if let Some(n) = newest.filter(|n| n.step > ex.step) {
+        let newest = n.step;
         ui.small(format!(
-            "the newest with images (newest logged: step {})",
-            n.step
+            "newest logged: step {newest}; shown: the newest with images loaded"
         ));
     }
     if let Some((_, Err(e))) = pairs {

@@ -6,6 +6,7 @@ use super::palette;
 use super::points::{PointCloud, PointsCallback};
 use super::runs::OpenRun;
 use super::thumbs::{self, Thumbs};
+use crate::runlog::RunKind;
 use crate::view::RunModel;
 use crate::view::embedding::{
     MapWorker, Method, NeighbourList, Projected, Reply, Request, SnapshotRef,
@@ -158,8 +159,30 @@ fn snapshot_refs(model: &RunModel) -> Vec<SnapshotRef> {
         .map(|s| SnapshotRef {
             step: s.step,
             file: s.file.clone(),
+            name: step_name(model, s.step),
         })
         .collect()
+}
+
+/// How snapshot `step` is named: `step N`, or in an inspection (`mimr inspect`, where snapshot
+/// i is checkpoint i) that checkpoint's file name.
+pub fn step_name(model: &RunModel, step: u64) -> String {
+    let inspected = (model.info())
+        .filter(|i| i.kind == RunKind::Inspect)
+        .and_then(|i| {
+            i.config
+                .get("checkpoints")?
+                .get(step as usize)?
+                .get("name")?
+                .as_str()
+        });
+    inspected.map_or_else(|| format!("step {step}"), str::to_string)
+}
+
+/// The name of snapshot `step` among `snaps`.
+pub fn name_of(snaps: &[SnapshotRef], step: u64) -> String {
+    (snaps.iter().find(|s| s.step == step))
+        .map_or_else(|| format!("step {step}"), |s| s.name.clone())
 }
 
 /// `block.<i>` and head names in block order (`block.2` before `block.10`).
@@ -408,7 +431,7 @@ fn scrubber(ui: &mut Ui, state: &mut MapState, snaps: &[SnapshotRef]) {
     let mut i = snaps.iter().position(|s| s.step == step).unwrap_or(0);
     let last = snaps.len().saturating_sub(1);
     let slider = egui::Slider::new(&mut i, 0..=last)
-        .text(format!("snapshot (step {step})"))
+        .text(format!("snapshot ({})", name_of(snaps, step)))
         .show_value(false);
     if ui.add_enabled(last > 0, slider).changed() {
         state.step = snaps.get(i).map(|s| s.step);
@@ -537,8 +560,12 @@ fn plot(ui: &mut Ui, state: &mut MapState, settings: &MapSettings, snaps: &[Snap
     });
     let status = match (running, drawn_step == step) {
         (Some((i, n)), _) => format!("t-SNE iteration {i}/{n}"),
-        (None, false) => format!("showing step {drawn_step} while step {step} is computed"),
-        (None, true) => format!("{} points at step {step}", points.xy.len()),
+        (None, false) => format!(
+            "showing {} while {} is computed",
+            name_of(snaps, drawn_step),
+            name_of(snaps, step)
+        ),
+        (None, true) => format!("{} points at {}", points.xy.len(), name_of(snaps, step)),
     };
     ui.label(format!(
         "{status}. Drag to pan, scroll to zoom, shift-drag to select, click a point to inspect."

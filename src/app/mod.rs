@@ -288,7 +288,8 @@ impl MimrApp {
     fn runs_panel(&mut self, ui: &mut Ui) {
         ui.horizontal(|ui| {
             ui.heading("Runs");
-            if ui.button("New...").on_hover_text("open, refine or inspect").clicked() {
+            let new = ui.button("New...").on_hover_text("open, refine or inspect");
+            if new.clicked() {
                 self.start.open();
             }
         });

@@ -42,6 +42,8 @@ impl Method {
 pub struct SnapshotRef {
     pub step: u64,
     pub file: String,
+    /// How the UI names it: `step N`, or a checkpoint's file name in an inspection.
+    pub name: String,
 }
 
 /// What the UI asks for.

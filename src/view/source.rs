@@ -107,6 +107,8 @@ pub struct DirSource {
     /// The last error reported for the log, so a missing file is noticed once, not every poll.
     last_error: Option<String>,
     refused: bool,
+    /// The log has been opened once (from then on, a missing log is a notice).
+    seen_log: bool,
 }
 
 impl DirSource {
@@ -118,6 +120,7 @@ impl DirSource {
             tail,
             last_error: None,
             refused: false,
+            seen_log: false,
         }
     }
 
@@ -164,8 +167,13 @@ impl RunSource for DirSource {
         }
         let items = match self.tail.poll() {
             Ok(items) => items,
+            // a run that is starting has no log yet: that is waiting, not a problem
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.seen_log => {
+                return Vec::new();
+            }
             Err(e) => return self.log_error(e.to_string()),
         };
+        self.seen_log = true;
         self.last_error = None;
         let mut out = Vec::with_capacity(items.len());
         for item in items {
@@ -343,6 +351,35 @@ mod tests {
         m.restart();
         assert!(!m.finished());
         assert_eq!(m.poll(), vec![SourceItem::Restarted]);
+    }
+
+    #[test]
+    fn a_log_not_yet_written_is_waiting_but_a_vanished_one_is_a_notice() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut src = DirSource::new(dir.path());
+        assert!(
+            src.poll().is_empty(),
+            "a starting run: no log yet, no notice"
+        );
+        let header = r#"{"type":"header","version":1,"minor":2,"kind":"refine"}"#;
+        std::fs::write(dir.path().join(runlog::FILE), format!("{header}\n")).unwrap();
+        let items = src.poll();
+        assert!(matches!(
+            items.as_slice(),
+            [SourceItem::Event { line: 1, .. }]
+        ));
+        std::fs::remove_file(dir.path().join(runlog::FILE)).unwrap();
+        let items = src.poll();
+        assert!(
+            matches!(
+                items.as_slice(),
+                [SourceItem::Notice(Notice::MissingFile {
+                    kind: FileKind::Log,
+                    ..
+                })]
+            ),
+            "{items:?}"
+        );
     }
 
     #[test]

@@ -69,13 +69,10 @@ fn knn_block(x: &Features, norms: &[f32], start: usize, len: usize, k: usize) ->
     let mut d = vec![0.0f32; len * n];
     for tile in (0..n).step_by(TILE) {
         let tile = tile..(tile + TILE).min(n);
-        for g in (0..len).step_by(4) {
-            let q: [&[f32]; 4] = std::array::from_fn(|t| x.row(start + (g + t).min(len - 1)));
+        for t in 0..len {
+            let (i, q) = (start + t, x.row(start + t));
             for j in tile.clone() {
-                let dots = dot4(q, x.row(j));
-                for (t, dot) in dots.iter().enumerate().take(len - g) {
-                    d[(g + t) * n + j] = norms[start + g + t] + norms[j] - 2.0 * dot;
-                }
+                d[t * n + j] = norms[i] + norms[j] - 2.0 * dot(q, x.row(j));
             }
         }
     }
@@ -84,25 +81,6 @@ fn knn_block(x: &Features, norms: &[f32], start: usize, len: usize, k: usize) ->
         out.extend(best(x, start + t, &d[t * n..(t + 1) * n], k));
     }
     out
-}
-
-/// Four dot products against one row at once (the row is loaded once per lane block).
-fn dot4(q: [&[f32]; 4], c: &[f32]) -> [f32; 4] {
-    let mut acc = [[0.0f32; 8]; 4];
-    let blocks = c.len() / 8;
-    for b in 0..blocks {
-        let cb = &c[b * 8..b * 8 + 8];
-        for (a, qt) in acc.iter_mut().zip(&q) {
-            let qb = &qt[b * 8..b * 8 + 8];
-            for l in 0..8 {
-                a[l] += qb[l] * cb[l];
-            }
-        }
-    }
-    std::array::from_fn(|t| {
-        let tail: f32 = (blocks * 8..c.len()).map(|i| q[t][i] * c[i]).sum();
-        acc[t].iter().sum::<f32>() + tail
-    })
 }
 
 /// Row `i`'s `k` best columns of the approximate distances `d`, re-ranked exactly.
