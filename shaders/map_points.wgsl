@@ -41,7 +41,6 @@ fn fs_main(in: VsOut) -> @location(0) vec4<f32> {
     if (coverage <= 0.0) {
         discard;
     }
-    // premultiplied alpha, as egui blends
-    let a = in.color.a * coverage;
-    return vec4<f32>(in.color.rgb * a, a);
+    // the colours arrive premultiplied (egui's Color32) and egui blends premultiplied
+    return in.color * coverage;
 }

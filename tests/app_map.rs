@@ -93,21 +93,10 @@ fn wait_for(worker: &MapWorker, mut want: impl FnMut(&Reply) -> bool) -> Vec<Rep
 
 #[test]
 fn the_worker_projects_every_snapshot_and_finds_the_brute_force_neighbours() {
-    let files: Arc<dyn RunFiles> = Arc::new(DirFiles::new(fixture()));
-    let worker = MapWorker::spawn(files, || {}).unwrap();
+    let worker = fixture_worker();
     let snaps = snapshots();
     assert_eq!(snaps.len(), 4, "the fixture has four snapshots");
-    worker.send(Request::Project {
-        block: "cls1".into(),
-        method: Method::Pca,
-        snapshots: snaps.clone(),
-        focus: 0,
-    });
-    let last = snaps.last().unwrap().step;
-    let got = wait_for(
-        &worker,
-        |r| matches!(r, Reply::Projection { step, .. } if *step == last),
-    );
+    let got = pca_of_every_snapshot(&worker, "cls1", &snaps);
     let steps: Vec<u64> = got
         .iter()
         .filter_map(|r| match r {
@@ -152,20 +141,9 @@ fn the_worker_projects_every_snapshot_and_finds_the_brute_force_neighbours() {
 
 #[test]
 fn the_pca_of_later_steps_is_aligned_to_the_step_before() {
-    let files: Arc<dyn RunFiles> = Arc::new(DirFiles::new(fixture()));
-    let worker = MapWorker::spawn(files, || {}).unwrap();
+    let worker = fixture_worker();
     let snaps = snapshots();
-    worker.send(Request::Project {
-        block: "cls0".into(),
-        method: Method::Pca,
-        snapshots: snaps.clone(),
-        focus: 0,
-    });
-    let last = snaps.last().unwrap().step;
-    let got = wait_for(
-        &worker,
-        |r| matches!(r, Reply::Projection { step, .. } if *step == last),
-    );
+    let got = pca_of_every_snapshot(&worker, "cls0", &snaps);
     let xy: Vec<Vec<[f32; 2]>> = got
         .iter()
         .filter_map(|r| match r {
@@ -215,6 +193,45 @@ fn step_until(h: &mut Harness<'_, MimrApp>, what: &str, done: impl Fn(&MimrApp) 
     h.step();
 }
 
+/// Asks for the PCA of `block` at every snapshot; the replies up to the last step's.
+fn pca_of_every_snapshot(worker: &MapWorker, block: &str, snaps: &[SnapshotRef]) -> Vec<Reply> {
+    worker.send(Request::Project {
+        block: block.into(),
+        method: Method::Pca,
+        snapshots: snaps.to_vec(),
+        focus: 0,
+    });
+    let last = snaps.last().unwrap().step;
+    wait_for(
+        worker,
+        |r| matches!(r, Reply::Projection { step, .. } if *step == last),
+    )
+}
+
+/// A map worker over the fixture run's files.
+fn fixture_worker() -> MapWorker {
+    let files: Arc<dyn RunFiles> = Arc::new(DirFiles::new(fixture()));
+    MapWorker::spawn(files, || {}).unwrap()
+}
+
+/// The app on the fixture run, on the map tab, once its points are drawn.
+fn map_harness() -> Harness<'static, MimrApp> {
+    let files: Arc<dyn RunFiles> = Arc::new(DirFiles::new(fixture()));
+    let run = OpenRun::from_source(Box::new(DirSource::new(fixture())), Some(files));
+    let mut h = Harness::builder()
+        .with_size([1280.0, 820.0])
+        .build_ui_state(
+            |ui, app: &mut MimrApp| app.frame(ui),
+            MimrApp::with_runs(vec![run]),
+        );
+    h.step();
+    h.get_by_label("Map").click();
+    step_until(&mut h, "the map's points", |a| {
+        !a.runs()[0].map.drawn().is_empty()
+    });
+    h
+}
+
 /// Opens the combo box `combo` and picks `item`.
 fn choose(h: &mut Harness<'_, MimrApp>, combo: &str, item: &str) {
     h.get_by_label(combo).click();
@@ -242,19 +259,7 @@ fn click(h: &mut Harness<'_, MimrApp>, pos: egui::Pos2) {
 
 #[test]
 fn clicking_a_point_lists_its_brute_force_neighbours_in_the_inspector() {
-    let files: Arc<dyn RunFiles> = Arc::new(DirFiles::new(fixture()));
-    let run = OpenRun::from_source(Box::new(DirSource::new(fixture())), Some(files));
-    let mut h = Harness::builder()
-        .with_size([1280.0, 820.0])
-        .build_ui_state(
-            |ui, app: &mut MimrApp| app.frame(ui),
-            MimrApp::with_runs(vec![run]),
-        );
-    h.step();
-    h.get_by_label("Map").click();
-    step_until(&mut h, "the map's points", |a| {
-        !a.runs()[0].map.drawn().is_empty()
-    });
+    let mut h = map_harness();
     assert_eq!(h.state().tab(), Tab::Map);
     let map = &h.state().runs()[0].map;
     assert_eq!(
@@ -320,24 +325,15 @@ fn clicking_a_point_lists_its_brute_force_neighbours_in_the_inspector() {
         [snaps[0].step, snaps[3].step],
         "first and shown snapshot"
     );
-    h.get_by_label_contains(&format!("sample #{query}"));
+    // the query's own heading ("sample #N" then its class; thumbnails are named "sample #N")
+    let heading = format!("sample #{query}\n");
+    let headings = h.get_all_by_label_contains(&heading).count();
+    assert_eq!(headings, 1, "the inspector names the query");
 }
 
 #[test]
 fn a_shift_drag_box_selects_the_points_inside_it_into_the_image_grid() {
-    let files: Arc<dyn RunFiles> = Arc::new(DirFiles::new(fixture()));
-    let run = OpenRun::from_source(Box::new(DirSource::new(fixture())), Some(files));
-    let mut h = Harness::builder()
-        .with_size([1280.0, 820.0])
-        .build_ui_state(
-            |ui, app: &mut MimrApp| app.frame(ui),
-            MimrApp::with_runs(vec![run]),
-        );
-    h.step();
-    h.get_by_label("Map").click();
-    step_until(&mut h, "the map's points", |a| {
-        !a.runs()[0].map.drawn().is_empty()
-    });
+    let mut h = map_harness();
     let map = &h.state().runs()[0].map;
     let pos: Vec<(usize, egui::Pos2)> = map
         .drawn()
@@ -431,4 +427,31 @@ fn the_gpu_draws_every_point_in_its_label_colour() {
         "{matching} of {} points show their label's colour",
         drawn.len()
     );
+}
+
+#[test]
+fn a_newer_request_cancels_an_outdated_tsne_and_the_newer_one_finishes() {
+    let worker = fixture_worker();
+    let snaps = snapshots();
+    let ask = |focus: u64| Request::Project {
+        block: "cls0".into(),
+        method: Method::Tsne,
+        snapshots: snaps.clone(),
+        focus,
+    };
+    worker.send(ask(snaps[0].step));
+    worker.send(ask(snaps[1].step));
+    let (first, second) = (snaps[0].step, snaps[1].step);
+    let got = wait_for(
+        &worker,
+        |r| matches!(r, Reply::Projection { step, running: None, .. } if *step == second),
+    );
+    let cancelled = got.iter().any(
+        |r| matches!(r, Reply::Cancelled { block, step } if block == "cls0" && *step == first),
+    );
+    assert!(cancelled, "the outdated t-SNE is reported cancelled");
+    let finished_first = got
+        .iter()
+        .any(|r| matches!(r, Reply::Projection { step, running: None, .. } if *step == first));
+    assert!(!finished_first, "the outdated t-SNE never completes");
 }

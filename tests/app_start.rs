@@ -218,12 +218,11 @@ fn a_refinement_started_from_the_form_writes_the_run_the_cli_would() {
     );
 }
 
-#[test]
-fn a_stopped_job_leaves_a_checkpoint_at_its_last_step() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("stopped");
+/// A long refinement (4096 images, no periodic checkpoint) started from the form, once its
+/// first step is logged.
+fn long_run_started(run: &Path) -> Harness<'static, MimrApp> {
     let mut h = refine_form();
-    fill_small_run(&mut h, &run, 4096, "run.checkpoint_every=100000");
+    fill_small_run(&mut h, run, 4096, "run.checkpoint_every=100000");
     start_run(&mut h);
     let log = run.join(runlog::FILE);
     wait_for(&mut h, 300, "the first step", |_| {
@@ -231,6 +230,14 @@ fn a_stopped_job_leaves_a_checkpoint_at_its_last_step() {
             .unwrap_or_default()
             .contains("\"type\":\"step\"")
     });
+    h
+}
+
+#[test]
+fn a_stopped_job_leaves_a_checkpoint_at_its_last_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("stopped");
+    let mut h = long_run_started(&run);
     click(&mut h, "Stop");
     wait_for(&mut h, 120, "the job to stop", |h| {
         shown(h, "job: stopped after ")
@@ -251,15 +258,7 @@ fn a_stopped_job_leaves_a_checkpoint_at_its_last_step() {
 fn closing_the_app_stops_its_job_with_a_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("closed");
-    let mut h = refine_form();
-    fill_small_run(&mut h, &run, 4096, "run.checkpoint_every=100000");
-    start_run(&mut h);
-    let log = run.join(runlog::FILE);
-    wait_for(&mut h, 300, "the first step", |_| {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("\"type\":\"step\"")
-    });
+    let h = long_run_started(&run);
     let t = Instant::now();
     drop(h);
     assert!(

@@ -23,15 +23,19 @@ fn open(dir: &Path) -> OpenRun {
 }
 
 fn harness(dirs: &[&Path]) -> Harness<'static, MimrApp> {
-    let runs = dirs.iter().map(|d| open(d)).collect();
-    let mut h = Harness::builder()
+    let mut h = harness_of(dirs.iter().map(|d| open(d)).collect());
+    h.run();
+    h
+}
+
+/// The app over `runs`, not yet run.
+fn harness_of(runs: Vec<OpenRun>) -> Harness<'static, MimrApp> {
+    Harness::builder()
         .with_size([1280.0, 820.0])
         .build_ui_state(
             |ui, app: &mut MimrApp| app.frame(ui),
             MimrApp::with_runs(runs),
-        );
-    h.run();
-    h
+        )
 }
 
 /// The best block at the last evaluation, computed from the run log alone.
@@ -161,13 +165,7 @@ fn a_live_run_with_a_single_step_draws_its_curves() {
     );
     let mut source = mimr::view::MemorySource::new("one-step");
     source.push_bytes((head.join("\n") + "\n").as_bytes());
-    let runs = vec![OpenRun::from_source(Box::new(source), None)];
-    let mut h = Harness::builder()
-        .with_size([1280.0, 820.0])
-        .build_ui_state(
-            |ui, app: &mut MimrApp| app.frame(ui),
-            MimrApp::with_runs(runs),
-        );
+    let mut h = harness_of(vec![OpenRun::from_source(Box::new(source), None)]);
     // one point per line: zero-width x ranges (the one-ulp case is a unit test in app::curves)
     h.run();
     assert_eq!(h.state().runs()[0].model.steps().len(), 1);

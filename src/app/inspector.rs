@@ -28,7 +28,7 @@ pub fn show(
         Some(q) => query(ui, state, settings, snaps, q),
     }
     ui.separator();
-    loss_pairs(ui, model, state.thumbs.as_ref(), None);
+    loss_pairs(ui, model, state.thumbs.as_ref(), state.pair_thumbs.as_ref());
 }
 
 fn query(

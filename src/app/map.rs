@@ -95,6 +95,9 @@ pub struct MapState {
     asked_neighbours: Option<(usize, usize, Vec<String>, Vec<u64>)>,
     pub thumbs: Option<Thumbs>,
     asked_thumbs: bool,
+    /// The newest `nn_examples` event whose pair images were asked for, and their atlas.
+    pub pair_thumbs: Option<(crate::runlog::NnExamples, Result<Thumbs, String>)>,
+    asked_pairs: Option<u64>,
     /// Samples inside the last box selection.
     pub selection: Vec<usize>,
     drag_from: Option<PlotPoint>,
@@ -106,8 +109,8 @@ pub struct MapState {
     last_screen: Vec<(usize, Pos2)>,
     last_drawn: Option<Drawn>,
     layer: Option<(GroupKey, Arc<Layer>)>,
-    /// Counts layer rebuilds: the GPU re-uploads the points when it changes.
-    uploads: u64,
+    /// The thumbnails could not be read (so a screenshot does not wait for them).
+    thumbs_failed: bool,
 }
 
 impl MapState {
@@ -135,7 +138,7 @@ impl MapState {
         let drawn = self.last_drawn.as_ref().is_some_and(|d| !d.running);
         let nn =
             self.selected.is_none() || self.neighbours.as_ref().map(|a| a.query) == self.selected;
-        drawn && nn && (self.thumbs.is_some() || !self.asked_thumbs)
+        drawn && nn && (self.thumbs.is_some() || self.thumbs_failed || !self.asked_thumbs)
     }
 
     /// What the last frame drew: block, method, step, and whether a t-SNE was still running.
@@ -252,6 +255,9 @@ fn pump(ctx: &egui::Context, run: &mut OpenRun, settings: &MapSettings, snaps: &
     for r in replies {
         apply(ctx, state, r);
     }
+    if let Some(p) = state.worker.as_ref().and_then(|w| w.pair_thumbnails()) {
+        state.pair_thumbs = Some((p.examples, p.atlas.map(|a| Thumbs::new(ctx, a))));
+    }
     ask(state, &run.model, settings, snaps);
 }
 
@@ -287,7 +293,21 @@ fn apply(ctx: &egui::Context, state: &mut MapState, reply: Reply) {
             state.neighbours = Some(Answer { query, k, lists });
         }
         Reply::Thumbnails(Ok(atlas)) => state.thumbs = Some(Thumbs::new(ctx, atlas)),
-        Reply::Thumbnails(Err(e)) => state.failures.push(format!("thumbnails: {e}")),
+        Reply::Thumbnails(Err(e)) => {
+            state.thumbs_failed = true;
+            state.failures.push(format!("thumbnails: {e}"));
+        }
+        Reply::Cancelled { block, step } => {
+            // an outdated t-SNE: forget its partial positions so a later visit asks again
+            if let Some(m) = state.projections.get_mut(&(block.clone(), Method::Tsne))
+                && m.get(&step).is_some_and(|s| s.running.is_some())
+            {
+                m.remove(&step);
+            }
+            state
+                .asked
+                .retain(|k| !(k.0 == block && k.1 == Method::Tsne && k.2 == step));
+        }
         Reply::Failed(e) => {
             if !state.failures.contains(&e) {
                 state.failures.push(e);
@@ -307,6 +327,12 @@ pub fn current_step(state: &MapState, snaps: &[SnapshotRef]) -> Option<u64> {
 
 fn ask(state: &mut MapState, model: &RunModel, settings: &MapSettings, snaps: &[SnapshotRef]) {
     let Some(worker) = &state.worker else { return };
+    if let Some(ex) = (model.nn_examples())
+        .filter(|e| e.thumbnails.is_some() && state.asked_pairs != Some(e.step))
+    {
+        state.asked_pairs = Some(ex.step);
+        worker.send(Request::PairThumbnails(ex.clone()));
+    }
     let Some(newest) = snaps.last() else { return };
     if state.described != Some(newest.step) {
         state.described = Some(newest.step);
@@ -328,9 +354,14 @@ fn ask(state: &mut MapState, model: &RunModel, settings: &MapSettings, snaps: &[
         Method::Pca => 0,
         Method::Tsne => step,
     };
+    // PCA is redone when snapshots arrive; a t-SNE only for its own step
+    let count = match settings.method {
+        Method::Pca => snaps.len(),
+        Method::Tsne => 0,
+    };
     if state
         .asked
-        .insert((block.clone(), settings.method, focus, snaps.len()))
+        .insert((block.clone(), settings.method, focus, count))
     {
         worker.send(Request::Project {
             block: block.clone(),
@@ -460,7 +491,7 @@ fn shown_points<'a>(
 
 /// What the colour groups depend on: the positions (by identity), the colouring, whether the
 /// clusters and the class names have arrived.
-type GroupKey = (usize, Colour, usize, bool, bool);
+type GroupKey = (Arc<Projected>, Colour, usize, bool, bool);
 
 /// The frame's layer, rebuilt only when what it depends on changed (not every frame).
 fn cached_layer(
@@ -472,25 +503,25 @@ fn cached_layer(
     let has_clusters = (state.block.clone())
         .is_some_and(|b| state.clusters.contains_key(&(b, step, settings.clusters)));
     let key = (
-        Arc::as_ptr(p) as usize,
+        p.clone(),
         settings.colour,
         settings.clusters,
         has_clusters,
         state.thumbs.is_some(),
     );
     if let Some((k, g)) = &state.layer
-        && *k == key
+        && Arc::ptr_eq(&k.0, &key.0)
+        && (k.1, k.2, k.3, k.4) == (key.1, key.2, key.3, key.4)
     {
         return g.clone();
     }
-    state.uploads += 1;
-    let g = Arc::new(layer(state, settings, p, step, state.uploads));
+    let g = Arc::new(layer(state, settings, p, step));
     state.layer = Some((key, g.clone()));
     g
 }
 
 /// Colours the points (by label or cluster) and packs them for the GPU.
-fn layer(state: &MapState, settings: &MapSettings, p: &Projected, step: u64, key: u64) -> Layer {
+fn layer(state: &MapState, settings: &MapSettings, p: &Projected, step: u64) -> Layer {
     let clusters = (settings.colour == Colour::Cluster)
         .then(|| {
             let block = state.block.clone()?;
@@ -531,7 +562,7 @@ fn layer(state: &MapState, settings: &MapSettings, p: &Projected, step: u64, key
         (Some(l), None, Some(t)) => t.atlas.class_name(l),
         (Some(l), None, None) => format!("label {l}"),
     };
-    let cloud = PointCloud::new((0..p.xy.len()).map(|r| (p.xy[r], colour(group(r)))), key);
+    let cloud = PointCloud::new((0..p.xy.len()).map(|r| (p.xy[r], colour(group(r)))));
     Layer {
         legend: (legend.into_iter())
             .map(|(g, first)| (name(g), colour(g), first))

@@ -269,7 +269,11 @@ impl MimrApp {
         if ui.ctx().egui_wants_keyboard_input() {
             return;
         }
-        let keys = [(Key::Num1, Tab::Curves), (Key::Num2, Tab::Layers), (Key::Num3, Tab::Map)];
+        let keys = [
+            (Key::Num1, Tab::Curves),
+            (Key::Num2, Tab::Layers),
+            (Key::Num3, Tab::Map),
+        ];
         for (key, tab) in keys {
             if ui.input(|i| i.key_pressed(key)) {
                 self.tab = tab;
@@ -352,7 +356,8 @@ impl MimrApp {
             return;
         }
         let read = self.runs.iter().all(|r| r.model.info().is_some())
-            && (self.tab != Tab::Map || self.runs.get(self.selected).is_none_or(|r| r.map.settled()));
+            && (self.tab != Tab::Map
+                || self.runs.get(self.selected).is_none_or(|r| r.map.settled()));
         if shot.asked || waited < 1.5 || (!read && waited < 10.0) {
             return;
         }

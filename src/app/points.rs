@@ -4,22 +4,28 @@
 use eframe::egui::{self, Color32, Rect};
 use eframe::egui_wgpu::{self, CallbackResources, CallbackTrait, wgpu};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Bytes per point in the instance buffer: x, y as f32, then RGBA8.
 const STRIDE: u64 = 12;
 const UNIFORM_BYTES: u64 = 32;
 
+/// Identifies every cloud made in this process: the renderer, shared by all runs' maps,
+/// re-uploads whenever the cloud it is given is not the one on the GPU.
+static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
+
 /// Points ready for the GPU: positions and colours packed as the instance buffer wants them.
 pub struct PointCloud {
     bytes: Vec<u8>,
     len: u32,
-    /// Changes whenever the contents do (the renderer re-uploads then).
+    /// Unique per cloud (the renderer re-uploads when it changes).
     pub key: u64,
 }
 
 impl PointCloud {
-    /// Packs `(x, y, colour)` triples; `key` identifies this content.
-    pub fn new(points: impl Iterator<Item = ([f32; 2], Color32)>, key: u64) -> Self {
+    /// Packs `(x, y, colour)` triples (colours premultiplied, as `Color32` is).
+    pub fn new(points: impl Iterator<Item = ([f32; 2], Color32)>) -> Self {
+        let key = NEXT_KEY.fetch_add(1, Ordering::Relaxed);
         let mut bytes = Vec::new();
         let mut len = 0u32;
         for (xy, c) in points {

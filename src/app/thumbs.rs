@@ -39,6 +39,9 @@ pub fn show(
     frame: Option<Color32>,
 ) -> egui::Response {
     let (rect, response) = ui.allocate_exact_size(Vec2::splat(side), Sense::click());
+    response.widget_info(|| {
+        egui::WidgetInfo::labeled(egui::Role::Button, true, format!("sample #{sample}"))
+    });
     let tile = thumbs.and_then(|t| Some((t.atlas.tile(sample)?, t)));
     match tile {
         Some((at, t)) if at.page < t.textures.len() => {

@@ -14,8 +14,8 @@ pub struct MapArgs {
     #[arg(long, value_delimiter = ',', default_value = "10000,50000,200000")]
     pub points: Vec<usize>,
     /// Frames timed per size (after the map is drawn).
-    #[arg(long, default_value_t = 120)]
-    pub frames: usize,
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub frames: u64,
     /// Instead of frames: time PCA, k-means (k = 10) and t-SNE on this many points.
     #[arg(long)]
     pub project: Option<usize>,
@@ -35,7 +35,7 @@ pub fn run(a: MapArgs) -> Result<()> {
         let &[n] = a.points.as_slice() else {
             bail!("--one measures exactly one --points value");
         };
-        return one_window(n, a.frames, a.dim);
+        return one_window(n, a.frames as usize, a.dim);
     }
     let exe = std::env::current_exe().context("cannot find the mimr executable")?;
     for &n in &a.points {

@@ -2,8 +2,8 @@
 //! each a small module over the library; errors print their full context chain, never a panic.
 
 mod bench;
-mod bench_refine;
 mod bench_map;
+mod bench_refine;
 mod bench_view;
 mod data;
 mod embed;

@@ -29,6 +29,8 @@ pub struct Atlas {
     /// Tile number (position in `index.samples`) of each dataset sample.
     tiles: HashMap<usize, usize>,
     per_page_side: u32,
+    /// Tiles the image holds (index entries beyond have none).
+    held: usize,
 }
 
 impl std::fmt::Debug for Atlas {
@@ -57,7 +59,11 @@ impl Atlas {
             .map_err(|e| format!("thumbnail atlas: not a readable PNG ({e})"))?
             .to_rgba8();
         let per_page_side = (PAGE_SIDE / index.tile).max(1);
-        let pages = repack(&img, &index, per_page_side);
+        // only tiles the image really holds get pages: memory follows the PNG, not the index
+        let held = (img.width() / index.tile).min(index.columns) as usize
+            * img.height().div_ceil(index.tile) as usize;
+        let held = index.samples.len().min(held);
+        let pages = repack(&img, &index, held, per_page_side);
         let tiles = (index.samples.iter().enumerate())
             .map(|(t, e)| (e.sample, t))
             .collect();
@@ -66,13 +72,14 @@ impl Atlas {
             pages,
             tiles,
             per_page_side,
+            held,
         })
     }
 
     /// The tile of dataset sample `sample`, when the atlas holds a readable one.
     pub fn tile(&self, sample: usize) -> Option<TileAt> {
         let &t = self.tiles.get(&sample)?;
-        if !self.index.samples.get(t).is_some_and(|e| e.readable) {
+        if t >= self.held || !self.index.samples.get(t).is_some_and(|e| e.readable) {
             return None;
         }
         let per_page = (self.per_page_side * self.per_page_side) as usize;
@@ -99,10 +106,15 @@ impl Atlas {
     }
 }
 
-/// Copies tile `t` of the source atlas (row-major in `index.columns`) to slot `t % per_page²`
-/// of page `t / per_page²`; tiles outside the source image stay transparent.
-fn repack(img: &image::RgbaImage, index: &ThumbnailIndex, per_page_side: u32) -> Vec<Page> {
-    let n = index.samples.len() as u32;
+/// Copies tiles `0..n` of the source atlas (row-major in `index.columns`) to slot
+/// `t % per_page²` of page `t / per_page²`; parts outside the source image stay transparent.
+fn repack(
+    img: &image::RgbaImage,
+    index: &ThumbnailIndex,
+    n: usize,
+    per_page_side: u32,
+) -> Vec<Page> {
+    let n = n as u32;
     let per_page = per_page_side * per_page_side;
     let tile = index.tile;
     let mut pages = Vec::new();
@@ -221,9 +233,16 @@ mod tests {
         assert!(Atlas::decode(&png, b"{").is_err());
         let zero = br#"{"tile":0,"columns":1,"samples":[],"classes":[]}"#;
         assert!(Atlas::decode(&png, zero).unwrap_err().contains("tile 0"));
-        // an index naming more tiles than the image holds leaves them blank
+        // an index naming more tiles than the image holds: the image's unpainted corner of
+        // its 2 × 2 grid (opaque black), no tile (and no memory) beyond
         let (_, many) = atlas(9, 8, 2);
         let a = Atlas::decode(&png, &many).unwrap();
-        assert_eq!(centre(&a, a.tile(108).unwrap()), [0, 0, 0, 0]);
+        assert_eq!(centre(&a, a.tile(103).unwrap()), [0, 0, 0, 255]);
+        assert_eq!(a.tile(104), None);
+        assert_eq!(a.tile(108), None);
+        assert_eq!(
+            a.pages.iter().map(|p| p.rgba.len()).sum::<usize>(),
+            4 * 8 * 8 * 4
+        );
     }
 }

@@ -11,6 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
+/// Most points a t-SNE is computed for: its exact neighbour search grows with n² (10 000 points
+/// of width 384 take ~14 s on two cores); larger probe sets are shown with PCA.
+pub const TSNE_MAX_POINTS: usize = 20_000;
+
 /// Snapshots kept decoded at once (each holds every block's features).
 const CACHED_SNAPSHOTS: usize = 6;
 
@@ -138,13 +142,18 @@ pub enum Reply {
         lists: Vec<NeighbourList>,
     },
     Thumbnails(Result<Arc<Atlas>, String>),
+    /// The t-SNE of `block` at `step` was outdated by a newer request and dropped.
+    Cancelled {
+        block: String,
+        step: u64,
+    },
     /// A file that could not be read or computed on: shown as a notice.
     Failed(String),
 }
 
 /// The worker thread and its channels; the thread ends when this is dropped.
 pub struct MapWorker {
-    tx: Option<Sender<Request>>,
+    tx: Option<Sender<(u64, Request)>>,
     rx: Receiver<Reply>,
     /// Bumped by every `Project` request; a running t-SNE whose request is outdated stops.
     generation: Arc<AtomicU64>,
@@ -159,7 +168,7 @@ impl MapWorker {
         files: Arc<dyn RunFiles>,
         repaint: impl Fn() + Send + 'static,
     ) -> std::io::Result<Self> {
-        let (tx, requests) = mpsc::channel();
+        let (tx, requests) = mpsc::channel::<(u64, Request)>();
         let (replies, rx) = mpsc::channel();
         let generation = Arc::new(AtomicU64::new(0));
         let pairs = Arc::new(Mutex::new(None));
@@ -168,6 +177,7 @@ impl MapWorker {
             cache: Mutex::new(VecDeque::new()),
             aligned: HashMap::new(),
             generation: generation.clone(),
+            sent_as: 0,
             pairs: pairs.clone(),
         };
         let thread = std::thread::Builder::new()
@@ -178,7 +188,8 @@ impl MapWorker {
                     repaint();
                     ok
                 };
-                while let Ok(req) = requests.recv() {
+                while let Ok((generation, req)) = requests.recv() {
+                    state.sent_as = generation;
                     if !state.serve(req, &send, &repaint) {
                         return;
                     }
@@ -193,13 +204,16 @@ impl MapWorker {
         })
     }
 
-    /// Queues a request (a `Project` outdates any t-SNE still running).
+    /// Queues a request. A `Project` outdates every t-SNE asked for before it, running or
+    /// still queued.
     pub fn send(&self, req: Request) {
-        if matches!(req, Request::Project { .. }) {
-            self.generation.fetch_add(1, Ordering::AcqRel);
-        }
+        let generation = if matches!(req, Request::Project { .. }) {
+            self.generation.fetch_add(1, Ordering::AcqRel) + 1
+        } else {
+            self.generation.load(Ordering::Acquire)
+        };
         if let Some(tx) = &self.tx {
-            let _ = tx.send(req);
+            let _ = tx.send((generation, req));
         }
     }
 
@@ -216,12 +230,12 @@ impl MapWorker {
 }
 
 impl Drop for MapWorker {
+    /// Never waits (the UI thread drops runs): a running t-SNE is told to stop, the channel
+    /// closes, and the thread ends on its own after its current step of work.
     fn drop(&mut self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.tx = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        drop(self.thread.take());
     }
 }
 
@@ -233,6 +247,8 @@ struct Worker {
     cache: Mutex<VecDeque<(String, Arc<SnapshotData>)>>,
     aligned: HashMap<(String, Method), Aligned>,
     generation: Arc<AtomicU64>,
+    /// The generation the request being served was sent in.
+    sent_as: u64,
     pairs: Arc<Mutex<Option<PairAtlas>>>,
 }
 
@@ -414,12 +430,27 @@ impl Worker {
             Ok(x) => x,
             Err(e) => return send(Reply::Failed(e)),
         };
+        if x.n > TSNE_MAX_POINTS {
+            return send(Reply::Failed(format!(
+                "t-SNE is limited to {TSNE_MAX_POINTS} points and {} has {}: use PCA, or a smaller run.probe_size",
+                s.file, x.n
+            )));
+        }
         let nearest = self.aligned.get(&key).and_then(|m| {
             m.iter()
                 .min_by_key(|(step, _)| step.abs_diff(focus))
                 .map(|(_, p)| p.clone())
         });
-        let generation = self.generation.load(Ordering::Acquire);
+        let generation = self.sent_as;
+        let cancelled = || {
+            send(Reply::Cancelled {
+                block: block.to_string(),
+                step: focus,
+            })
+        };
+        if self.generation.load(Ordering::Acquire) != generation {
+            return cancelled(); // outdated while it waited in the queue
+        }
         let cfg = TsneConfig::default();
         let total = cfg.iterations;
         let mut alive = true;
@@ -430,8 +461,8 @@ impl Worker {
             alive
         });
         match result {
-            // outdated by a newer request, or the UI is gone (then the next send fails too)
-            _ if !alive => true,
+            // outdated by a newer request (or the UI is gone: then this send fails too)
+            _ if !alive => cancelled(),
             Ok(xy) => {
                 let p = Arc::new(aligned_to(nearest.as_deref(), &data, xy));
                 let entry = self.aligned.entry(key).or_default();

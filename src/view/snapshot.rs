@@ -5,6 +5,10 @@ use super::project::Features;
 use safetensors::{Dtype, SafeTensors};
 use std::collections::{BTreeMap, HashMap};
 
+/// Widest features accepted (ViT-6.5B is 4096 wide): PCA holds a dim × dim matrix, so a small
+/// file must not be able to ask for an enormous one.
+pub const MAX_DIM: usize = 8192;
+
 /// Tensor names that hold per-row facts rather than features.
 const ROW_TENSORS: [&str; 2] = ["labels", "index"];
 
@@ -38,7 +42,7 @@ impl SnapshotData {
                 .map_err(|_| format!("{name}: no `{key}` tensor (not a mimr snapshot?)"))?;
             floats(name, key, t.dtype(), t.data())
         };
-        let index: Vec<usize> = row_vec("index")?.iter().map(|&v| v as usize).collect();
+        let index = indices(name, &row_vec("index")?)?;
         let labels: Vec<Option<u32>> = row_vec("labels")?
             .iter()
             .map(|&v| (v >= 0.0).then_some(v as u32))
@@ -56,9 +60,9 @@ impl SnapshotData {
                 continue;
             }
             let shape = t.shape();
-            if shape.len() != 2 || shape[0] != n {
+            if shape.len() != 2 || shape[0] != n || shape[1] > MAX_DIM {
                 return Err(format!(
-                    "{name}: tensor `{key}` has shape {shape:?}, expected [{n}, dim]"
+                    "{name}: tensor `{key}` has shape {shape:?}, expected [{n}, dim ≤ {MAX_DIM}]"
                 ));
             }
             let data = floats(name, &key, t.dtype(), t.data())?;
@@ -87,6 +91,17 @@ impl SnapshotData {
     pub fn row_of(&self, index: usize) -> Option<usize> {
         self.rows.get(&index).copied()
     }
+}
+
+/// Dataset indices stored as floats: whole, non-negative and exact in f32 (< 2^24).
+fn indices(name: &str, v: &[f32]) -> Result<Vec<usize>, String> {
+    v.iter()
+        .map(|&x| {
+            let ok = x.is_finite() && x >= 0.0 && x.fract() == 0.0 && x < 16_777_216.0;
+            ok.then_some(x as usize)
+                .ok_or_else(|| format!("{name}: `index` holds {x}, not a dataset index"))
+        })
+        .collect()
 }
 
 /// A tensor's little-endian float bytes as f32 (F32, F16, BF16, F64).
@@ -166,6 +181,20 @@ mod tests {
         ]);
         let e = SnapshotData::parse("s", &wrong).unwrap_err();
         assert!(e.contains("`cls0`") && e.contains("[3, 2]"), "{e}");
+        let negative = file(&[
+            ("index", vec![2], vec![0.0, -1.0]),
+            ("labels", vec![2], vec![0.0, 1.0]),
+        ]);
+        let e = SnapshotData::parse("s", &negative).unwrap_err();
+        assert!(e.contains("holds -1"), "{e}");
+        // a few bytes may not ask for a 100 000-wide PCA
+        let wide = file(&[
+            ("index", vec![1], vec![0.0]),
+            ("labels", vec![1], vec![0.0]),
+            ("cls0", vec![1, 100_000], vec![0.0; 100_000]),
+        ]);
+        let e = SnapshotData::parse("s", &wide).unwrap_err();
+        assert!(e.contains("dim ≤ 8192"), "{e}");
         assert!(SnapshotData::parse("s", b"garbage").is_err());
     }
 }
