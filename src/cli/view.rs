@@ -53,6 +53,9 @@ pub struct AppArgs {
     /// Compute device of --inspect.
     #[arg(long, value_enum, default_value = "auto")]
     pub device: crate::device::DeviceChoice,
+    /// Save a PNG of the window after a moment, then close (docs, checks).
+    #[arg(long)]
+    pub screenshot: Option<PathBuf>,
 }
 
 /// `mimr app`: the start screen over the runs of the last session; with `--inspect`, that
@@ -71,6 +74,7 @@ pub fn app(args: AppArgs) -> Result<()> {
     });
     crate::app::run_native(crate::app::Launch {
         inspect,
+        screenshot: args.screenshot,
         ..Default::default()
     })
 }
