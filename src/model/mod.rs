@@ -2,5 +2,6 @@
 //! its fixed positional embeddings.
 
 pub mod features;
+pub mod mae;
 pub mod pos_embed;
 pub mod vit;

@@ -323,6 +323,11 @@ impl Vit {
 
     /// Patch embedding + positional embedding + CLS token (+ embed_norm), `[B, 1+N, D]`.
     pub fn embed(&self, images: Tensor<4>) -> Tensor<3> {
+        self.with_cls(self.embed_patches(images))
+    }
+
+    /// Patch embedding + positional embedding, no CLS token: `[B, N, D]` in row-major patch order.
+    pub fn embed_patches(&self, images: Tensor<4>) -> Tensor<3> {
         let p = self.patch_size;
         let options = ConvOptions::new([p, p], [0, 0], [1, 1], 1);
         let x = conv2d(
@@ -333,10 +338,25 @@ impl Vit {
         );
         let [b, d, h, w] = x.dims();
         let x = x.permute([0, 2, 3, 1]) + self.pos_embed_for(h, w);
-        let x = x.reshape([b, h * w, d]);
+        x.reshape([b, h * w, d])
+    }
+
+    /// Prepends the CLS token to patch tokens `[B, n, D]` (+ embed_norm): `[B, 1+n, D]`.
+    pub fn with_cls(&self, patches: Tensor<3>) -> Tensor<3> {
+        let [b, _, d] = patches.dims();
         let cls = self.cls_token.val().expand([b, 1, d]);
-        let x = Tensor::cat(vec![cls, x], 1);
+        let x = Tensor::cat(vec![cls, patches], 1);
         match &self.embed_norm {
+            Some(norm) => norm.forward(x),
+            None => x,
+        }
+    }
+
+    /// Runs every block and the final norm (if any) on a token sequence `[B, T, D]` that
+    /// [`Vit::with_cls`] built (MAE runs it on the visible patches only).
+    pub fn forward_tokens(&self, tokens: Tensor<3>) -> Tensor<3> {
+        let x = self.blocks.iter().fold(tokens, |x, block| block.forward(x));
+        match &self.norm {
             Some(norm) => norm.forward(x),
             None => x,
         }
@@ -377,14 +397,18 @@ fn tensor<const N: usize>(t: &HostTensor, device: &Device) -> Tensor<N> {
     Tensor::from_data(TensorData::new(t.data.clone(), t.shape.clone()), device)
 }
 
-fn param<const N: usize>(map: &TensorMap, key: &str, device: &Device) -> Result<Param<Tensor<N>>> {
+pub(crate) fn param<const N: usize>(
+    map: &TensorMap,
+    key: &str,
+    device: &Device,
+) -> Result<Param<Tensor<N>>> {
     let t = map
         .get(key)
         .with_context(|| format!("missing tensor `{key}`"))?;
     Ok(Param::from_tensor(tensor(t, device)))
 }
 
-fn linear(map: &TensorMap, prefix: &str, device: &Device) -> Result<Linear> {
+pub(crate) fn linear(map: &TensorMap, prefix: &str, device: &Device) -> Result<Linear> {
     let w = map
         .get(&format!("{prefix}.weight"))
         .with_context(|| format!("missing `{prefix}.weight`"))?;
@@ -394,7 +418,7 @@ fn linear(map: &TensorMap, prefix: &str, device: &Device) -> Result<Linear> {
     Ok(l)
 }
 
-fn layer_norm(map: &TensorMap, prefix: &str, device: &Device) -> Result<LayerNorm> {
+pub(crate) fn layer_norm(map: &TensorMap, prefix: &str, device: &Device) -> Result<LayerNorm> {
     let w = map
         .get(&format!("{prefix}.weight"))
         .with_context(|| format!("missing `{prefix}.weight`"))?;
@@ -416,33 +440,13 @@ impl Vit {
                 Ok(None)
             }
         };
-        let mut blocks = Vec::with_capacity(cfg.depth);
-        for i in 0..cfg.depth {
-            let p = format!("blocks.{i}");
-            let ls = |n: &str| -> Result<Option<Param<Tensor<1>>>> {
-                if cfg.layer_scale {
-                    param(map, &format!("{p}.{n}.gamma"), device).map(Some)
-                } else {
-                    Ok(None)
-                }
-            };
-            blocks.push(Block {
-                norm1: layer_norm(map, &format!("{p}.norm1"), device)?,
-                attn: Attention {
-                    qkv: linear(map, &format!("{p}.attn.qkv"), device)?,
-                    proj: linear(map, &format!("{p}.attn.proj"), device)?,
-                    heads: cfg.heads,
-                },
-                ls1: ls("ls1")?,
-                norm2: layer_norm(map, &format!("{p}.norm2"), device)?,
-                mlp: Mlp {
-                    fc1: linear(map, &format!("{p}.mlp.fc1"), device)?,
-                    fc2: linear(map, &format!("{p}.mlp.fc2"), device)?,
-                },
-                ls2: ls("ls2")?,
-                post_norm: cfg.block_style == BlockStyle::PostNorm,
-            });
-        }
+        let post_norm = cfg.block_style == BlockStyle::PostNorm;
+        let blocks = (0..cfg.depth)
+            .map(|i| {
+                let p = format!("blocks.{i}");
+                Block::from_tensors(map, &p, cfg.heads, cfg.layer_scale, post_norm, device)
+            })
+            .collect::<Result<Vec<_>>>()?;
         let pos = param::<4>(map, "pos_embed.embed", device)?.set_require_grad(false);
         Ok(Self {
             patch_weight: param(map, "patch_embed.proj.weight", device)?,
@@ -467,44 +471,95 @@ impl Vit {
         put("patch_embed.proj.bias", host(self.patch_bias.val())?);
         put("pos_embed.embed", host(self.pos_embed.val())?);
         put("cls_tokens.tokens", host(self.cls_token.val())?);
-        let put_ln = |map: &mut TensorMap, p: &str, ln: &LayerNorm| -> Result<()> {
-            map.insert(format!("{p}.weight"), host(ln.gamma.val())?);
-            if let Some(b) = &ln.beta {
-                map.insert(format!("{p}.bias"), host(b.val())?);
-            }
-            Ok(())
-        };
         if let Some(n) = &self.embed_norm {
             put_ln(&mut map, "embed_norm", n)?;
         }
         for (i, b) in self.blocks.iter().enumerate() {
-            let p = format!("blocks.{i}");
-            put_ln(&mut map, &format!("{p}.norm1"), &b.norm1)?;
-            put_ln(&mut map, &format!("{p}.norm2"), &b.norm2)?;
-            for (name, l) in [
-                ("attn.qkv", &b.attn.qkv),
-                ("attn.proj", &b.attn.proj),
-                ("mlp.fc1", &b.mlp.fc1),
-                ("mlp.fc2", &b.mlp.fc2),
-            ] {
-                map.insert(
-                    format!("{p}.{name}.weight"),
-                    host(l.weight.val())?.transposed_2d(),
-                );
-                if let Some(bias) = &l.bias {
-                    map.insert(format!("{p}.{name}.bias"), host(bias.val())?);
-                }
-            }
-            for (name, ls) in [("ls1", &b.ls1), ("ls2", &b.ls2)] {
-                if let Some(g) = ls {
-                    map.insert(format!("{p}.{name}.gamma"), host(g.val())?);
-                }
-            }
+            b.put_tensors(&mut map, &format!("blocks.{i}"))?;
         }
         if let Some(n) = &self.norm {
             put_ln(&mut map, "norm", n)?;
         }
         Ok(map)
+    }
+}
+
+/// Writes a LayerNorm's `weight` and `bias` under `prefix`.
+pub(crate) fn put_ln(map: &mut TensorMap, prefix: &str, ln: &LayerNorm) -> Result<()> {
+    map.insert(format!("{prefix}.weight"), host(ln.gamma.val())?);
+    if let Some(b) = &ln.beta {
+        map.insert(format!("{prefix}.bias"), host(b.val())?);
+    }
+    Ok(())
+}
+
+/// Writes a Linear's weight (PyTorch `[out, in]` layout) and bias under `prefix`.
+pub(crate) fn put_linear(map: &mut TensorMap, prefix: &str, l: &Linear) -> Result<()> {
+    map.insert(
+        format!("{prefix}.weight"),
+        host(l.weight.val())?.transposed_2d(),
+    );
+    if let Some(bias) = &l.bias {
+        map.insert(format!("{prefix}.bias"), host(bias.val())?);
+    }
+    Ok(())
+}
+
+impl Block {
+    /// Builds one block from the tensors under `prefix` (`norm1`, `attn.qkv`, `attn.proj`,
+    /// `norm2`, `mlp.fc1`, `mlp.fc2`, and `ls1.gamma`/`ls2.gamma` with LayerScale).
+    pub fn from_tensors(
+        map: &TensorMap,
+        prefix: &str,
+        heads: usize,
+        layer_scale: bool,
+        post_norm: bool,
+        device: &Device,
+    ) -> Result<Self> {
+        let p = prefix;
+        let ls = |n: &str| -> Result<Option<Param<Tensor<1>>>> {
+            if layer_scale {
+                param(map, &format!("{p}.{n}.gamma"), device).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        Ok(Block {
+            norm1: layer_norm(map, &format!("{p}.norm1"), device)?,
+            attn: Attention {
+                qkv: linear(map, &format!("{p}.attn.qkv"), device)?,
+                proj: linear(map, &format!("{p}.attn.proj"), device)?,
+                heads,
+            },
+            ls1: ls("ls1")?,
+            norm2: layer_norm(map, &format!("{p}.norm2"), device)?,
+            mlp: Mlp {
+                fc1: linear(map, &format!("{p}.mlp.fc1"), device)?,
+                fc2: linear(map, &format!("{p}.mlp.fc2"), device)?,
+            },
+            ls2: ls("ls2")?,
+            post_norm,
+        })
+    }
+
+    /// Writes this block's tensors under `prefix` in the names [`Block::from_tensors`] reads.
+    pub fn put_tensors(&self, map: &mut TensorMap, prefix: &str) -> Result<()> {
+        put_ln(map, &format!("{prefix}.norm1"), &self.norm1)?;
+        put_ln(map, &format!("{prefix}.norm2"), &self.norm2)?;
+        for (name, l) in [
+            ("attn.qkv", &self.attn.qkv),
+            ("attn.proj", &self.attn.proj),
+            ("mlp.fc1", &self.mlp.fc1),
+            ("mlp.fc2", &self.mlp.fc2),
+        ] {
+            put_linear(map, &format!("{prefix}.{name}"), l)?;
+        }
+        for (name, ls) in [("ls1", &self.ls1), ("ls2", &self.ls2)] {
+            if let Some(g) = ls {
+                map.insert(format!("{prefix}.{name}.gamma"), host(g.val())?);
+            }
+        }
+        Ok(())
     }
 }
 
