@@ -12,6 +12,7 @@ pub mod host;
 pub mod images;
 pub mod inspect;
 pub mod model;
+pub mod pretrain;
 pub mod progress;
 pub mod refine;
 pub mod rng;

@@ -12,6 +12,7 @@ mod export;
 mod info;
 mod inspect;
 mod logging;
+mod pretrain;
 mod refine;
 mod view;
 
@@ -46,6 +47,8 @@ pub enum Command {
     Export(export::Args),
     /// Refine an encoder with NNA heads (stage 2 + stage 3); resumes automatically.
     Refine(refine::Args),
+    /// Pre-train an MAE from scratch; exports the encoder; resumes automatically.
+    Pretrain(pretrain::Args),
     /// Inspect datasets: manifest and augmented-view previews.
     Data(data::Args),
     /// Per-block features of one or two checkpoints on an image folder, as a run-like directory.
@@ -109,6 +112,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Eval(a) => eval::run(a),
         Command::Export(a) => export::run(a),
         Command::Refine(a) => refine::run(a),
+        Command::Pretrain(a) => pretrain::run(a),
         Command::Data(a) => data::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Bench(a) => bench::run(a),

@@ -259,13 +259,7 @@ impl RefineConfig {
     /// Reads `path`, applies `key=value` overrides, resolves relative paths against the file's
     /// folder, and validates.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config {}", path.display()))?;
-        let mut value: toml::Value =
-            toml::from_str(&text).with_context(|| format!("{}: invalid TOML", path.display()))?;
-        for o in overrides {
-            apply_override(&mut value, o)?;
-        }
+        let value = read_tree(path, overrides)?;
         let mut cfg: RefineConfig = value.try_into().with_context(|| {
             format!(
                 "{}: does not match the refine config schema",
@@ -398,6 +392,19 @@ impl OnlineEvalConfig {
         );
         Ok(())
     }
+}
+
+/// The TOML tree of the config file `path` with `key=value` overrides applied (shared by every
+/// config of this crate: refine, pretrain).
+pub fn read_tree(path: &Path, overrides: &[String]) -> Result<toml::Value> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config {}", path.display()))?;
+    let mut value: toml::Value =
+        toml::from_str(&text).with_context(|| format!("{}: invalid TOML", path.display()))?;
+    for o in overrides {
+        apply_override(&mut value, o)?;
+    }
+    Ok(value)
 }
 
 /// Applies `a.b.c=value` to a TOML tree; the value is parsed as TOML (number, bool, array,

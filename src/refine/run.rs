@@ -148,7 +148,7 @@ fn same_run(cfg: &RefineConfig, old: &str) -> Result<()> {
 }
 
 /// The dotted path of the first value that differs between two TOML trees.
-fn first_difference(a: &toml::Value, b: &toml::Value, at: &str) -> Option<String> {
+pub(crate) fn first_difference(a: &toml::Value, b: &toml::Value, at: &str) -> Option<String> {
     match (a, b) {
         (toml::Value::Table(x), toml::Value::Table(y)) => {
             let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();

@@ -1,0 +1,122 @@
+//! `mimr pretrain` end to end on a small Fashion-MNIST subset: the run directory (header, one
+//! step event per logged step, checkpoints, an importable encoder), a falling loss, resume.
+
+mod common;
+use mimr::pretrain::config::PretrainConfig;
+use mimr::pretrain::run::{ENCODER_FILE, pretrain};
+use mimr::runlog::{self, Event, RunKind};
+use mimr::train::{Checkpoints, Control};
+use std::path::Path;
+
+/// The example config, pointed at `dir`, with a tiny model, a subset and explicit sizes.
+fn config(dir: &Path, sets: &[&str]) -> anyhow::Result<PretrainConfig> {
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/mae_fashion_mnist.toml");
+    let mut all: Vec<String> = vec![
+        format!("run.dir=\"{}\"", dir.display()),
+        format!("data.train=\"{}\"", common::fashion_mnist().display()),
+        "run.device=\"cpu\"".into(),
+        "data.workers=2".into(),
+        "data.limit=256".into(),
+        "data.batch_size=32".into(),
+        "model.dim=32".into(),
+        "model.depth=2".into(),
+        "model.heads=2".into(),
+        "model.decoder_dim=32".into(),
+        "model.decoder_heads=2".into(),
+        "optim.epochs=4".into(),
+        "optim.warmup_epochs=0.5".into(),
+        "optim.base_lr=0.01".into(),
+        "run.log_every=1".into(),
+        "run.checkpoint_every=8".into(),
+    ];
+    all.extend(sets.iter().map(|s| s.to_string()));
+    PretrainConfig::load(&base, &all)
+}
+
+/// The losses of the `pretrain_step` events, in order, and their step numbers.
+fn losses(dir: &Path) -> (Vec<u64>, Vec<f64>) {
+    let r = runlog::read_all(&dir.join(runlog::FILE)).unwrap();
+    assert!(r.notices.is_empty(), "{:?}", r.notices);
+    match r.events.first() {
+        Some(Event::Header(h)) => assert_eq!(h.kind, RunKind::Pretrain),
+        other => panic!("first event is not a header: {other:?}"),
+    }
+    r.events
+        .iter()
+        .filter_map(|e| match e {
+            Event::PretrainStep(s) => Some((s.step, s.loss)),
+            _ => None,
+        })
+        .unzip()
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+#[test]
+fn a_short_run_logs_every_step_checkpoints_and_exports_the_encoder() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path(), &[]).unwrap();
+    let out = pretrain(cfg.clone(), &Control::default()).unwrap();
+    assert!(out.completed);
+    assert_eq!(out.steps, 32); // 4 epochs × 256/32 batches
+    let (steps, loss) = losses(d.path());
+    assert_eq!(steps, (1..=32).collect::<Vec<u64>>());
+    assert!(loss.iter().all(|l| l.is_finite()));
+    let (first, last) = (mean(&loss[..5]), mean(&loss[loss.len() - 5..]));
+    assert!(
+        last < first,
+        "loss did not fall: first 5 {first}, last 5 {last}"
+    );
+    let ckpts = Checkpoints::open(d.path()).unwrap().list().unwrap();
+    assert!(!ckpts.is_empty(), "no checkpoint");
+    let ck = mimr::checkpoint::load(&d.path().join(ENCODER_FILE), None).unwrap();
+    let want = cfg.model.mae().unwrap().encoder;
+    let got = &ck.config;
+    assert_eq!(
+        (got.patch_size, got.dim, got.depth, got.heads, got.grid),
+        (want.patch_size, want.dim, want.depth, want.heads, want.grid)
+    );
+    ck.build(&burn::tensor::Device::flex()).unwrap();
+}
+
+#[test]
+fn the_loss_falls_for_other_seeds_too() {
+    for seed in [1, 2] {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = config(d.path(), &[&format!("run.seed={seed}")]).unwrap();
+        pretrain(cfg, &Control::default()).unwrap();
+        let (_, loss) = losses(d.path());
+        let (first, last) = (mean(&loss[..5]), mean(&loss[loss.len() - 5..]));
+        assert!(last < first, "seed {seed}: first 5 {first}, last 5 {last}");
+        eprintln!("seed {seed}: first 5 {first:.4}, last 5 {last:.4}");
+    }
+}
+
+#[test]
+fn a_resumed_run_continues_with_identical_losses() {
+    let a = tempfile::tempdir().unwrap();
+    pretrain(config(a.path(), &[]).unwrap(), &Control::default()).unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let stop = config(b.path(), &["run.max_steps=13"]).unwrap();
+    assert_eq!(pretrain(stop, &Control::default()).unwrap().steps, 13);
+    let resumed = pretrain(config(b.path(), &[]).unwrap(), &Control::default()).unwrap();
+    assert_eq!(resumed.resumed_from, Some(13));
+    assert_eq!(losses(a.path()), losses(b.path()));
+}
+
+#[test]
+fn invalid_values_name_their_key() {
+    let d = tempfile::tempdir().unwrap();
+    for (set, key) in [
+        ("optim.base_lr=2.0", "optim.base_lr"),
+        ("optim.weight_decay=-1", "optim.weight_decay"),
+        ("run.log_every=0", "run.log_every"),
+        ("model.img_size=32", "model.img_size"),
+        ("data.views.n_local=2", "n_local"),
+    ] {
+        let err = format!("{:#}", config(d.path(), &[set]).unwrap_err());
+        assert!(err.contains(key), "{set}: {err}");
+    }
+}
