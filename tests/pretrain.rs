@@ -120,3 +120,35 @@ fn invalid_values_name_their_key() {
         assert!(err.contains(key), "{set}: {err}");
     }
 }
+
+#[test]
+fn a_pretrained_encoder_is_refined_by_mimr_refine() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path(), &["optim.epochs=1"]).unwrap();
+    assert!(pretrain(cfg, &Control::default()).unwrap().completed);
+    let export = d.path().join(ENCODER_FILE);
+    let refined = d.path().join("refined");
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/cpu_fashion_mnist.toml");
+    let sets = [
+        format!("model.checkpoint=\"{}\"", export.display()),
+        format!("run.dir=\"{}\"", refined.display()),
+        format!("data.train=\"{}\"", common::fashion_mnist().display()),
+        "run.device=\"cpu\"".into(),
+        "data.workers=2".into(),
+        "data.limit=256".into(),
+        "heads.blocks=[0, 1]".into(),
+        "run.max_steps=3".into(),
+        "run.probe_size=32".into(),
+        "run.log_every=1".into(),
+    ];
+    let rcfg = mimr::refine::config::RefineConfig::load(&base, &sets).unwrap();
+    let out = mimr::refine::run::refine(rcfg, &Control::default()).unwrap();
+    assert_eq!(out.steps, 3);
+    let log = runlog::read_all(&refined.join(runlog::FILE)).unwrap();
+    let steps = log
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Step(s) if s.heads.values().all(|h| h.loss.is_finite())))
+        .count();
+    assert_eq!(steps, 3, "three refinement steps with finite losses");
+}
