@@ -1,5 +1,5 @@
-//! Command-line interface (clap): `info`, `embed`, `eval`, `export`, `refine`, `data` and `bench`,
-//! each a small module over the library; errors print their full context chain, never a panic.
+//! Command-line interface (clap): `info`, `embed`, `eval`, `export`, `refine`, `pretrain`, `inspect`,
+//! `view`/`app`, `data` and `bench`, each a small module over the library; errors print their context.
 
 mod bench;
 mod bench_map;
