@@ -327,6 +327,25 @@ pub fn validate(cfg: &VitConfig, t: &TensorMap) -> Result<()> {
 
 /// Writes `ck` in timm key names with metadata describing the architecture and the
 /// positional resize convention (`pos_interp`), so that mimr reloads it unchanged.
+/// Writes an encoder's weights (canonical names) with its architecture as an importable
+/// checkpoint in timm names (`mimr export` format); `source` says which trainer made it.
+pub fn export_encoder(
+    config: &VitConfig,
+    tensors: TensorMap,
+    source: &str,
+    out: &std::path::Path,
+) -> Result<()> {
+    let ck = Checkpoint {
+        format: Format::Safetensors,
+        config: config.clone(),
+        tensors,
+        heads_source: source.into(),
+        dropped: Vec::new(),
+        extras: Default::default(),
+    };
+    export_timm(&ck, out)
+}
+
 pub fn export_timm(ck: &Checkpoint, out: &std::path::Path) -> Result<()> {
     let c = &ck.config;
     anyhow::ensure!(

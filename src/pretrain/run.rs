@@ -3,7 +3,7 @@
 
 use super::config::PretrainConfig;
 use crate::checkpoint::st;
-use crate::data::{self, Batch, Loader};
+use crate::data::{self, Batch};
 use crate::host::TensorMap;
 use crate::model::mae::{Mae, MaeConfig, random_masking};
 use crate::refine::optim::{AdamW, Group, SavedSteps, param_values};
@@ -45,18 +45,8 @@ struct State {
 /// Runs (or resumes) the pre-training described by `cfg` until done or `control` stops it.
 pub fn pretrain(cfg: PretrainConfig, control: &Control) -> Result<Outcome> {
     let mae = cfg.model.mae()?;
-    let mut dataset: Arc<dyn data::Dataset> = data::open(&cfg.data.train, cfg.data.split)?.into();
-    if let Some(limit) = cfg.data.limit {
-        dataset = Arc::new(data::subset::Subset::new(dataset, limit));
-    }
-    let loader = Loader::new(
-        dataset.clone(),
-        cfg.data.views.clone(),
-        cfg.data.batch_size,
-        cfg.run.seed,
-        cfg.data.workers,
-        4,
-    )?;
+    let full: Arc<dyn data::Dataset> = data::open(&cfg.data.train, cfg.data.split)?.into();
+    let (dataset, loader) = cfg.data.loader(full, cfg.run.seed)?;
     let dir = RunDir::open(&cfg.run.dir, &cfg.to_toml()?, |old| same_run(&cfg, old))?;
     let selected = crate::device::select(cfg.run.device)?;
     tracing::info!("device: {} ({})", selected.label, selected.reason);
@@ -285,15 +275,7 @@ impl Task for Pretraining {
 
 /// Writes the MAE's encoder as an importable checkpoint (timm names, `mimr export` format).
 pub fn export_encoder(model: &Mae, mae: &MaeConfig, path: &Path) -> Result<()> {
-    let ck = crate::checkpoint::Checkpoint {
-        format: crate::checkpoint::Format::Safetensors,
-        config: mae.encoder.clone(),
-        tensors: model.encoder.to_tensors()?,
-        heads_source: "pretrain".into(),
-        dropped: Vec::new(),
-        extras: Default::default(),
-    };
-    crate::checkpoint::export_timm(&ck, path)
+    crate::checkpoint::export_encoder(&mae.encoder, model.encoder.to_tensors()?, "pretrain", path)
 }
 
 fn prefixed(map: TensorMap, prefix: &str, out: &mut TensorMap) {

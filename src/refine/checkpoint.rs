@@ -178,13 +178,5 @@ fn load_optimizer(
 
 /// The EMA encoder of a trainer as an importable checkpoint (timm names, `mimr export` format).
 pub fn export_ema(t: &Trainer, path: &Path) -> Result<()> {
-    let ck = crate::checkpoint::Checkpoint {
-        format: crate::checkpoint::Format::Safetensors,
-        config: t.vit.clone(),
-        tensors: t.ema.to_tensors()?,
-        heads_source: "refine".into(),
-        dropped: Vec::new(),
-        extras: Default::default(),
-    };
-    crate::checkpoint::export_timm(&ck, path)
+    crate::checkpoint::export_encoder(&t.vit, t.ema.to_tensors()?, "refine", path)
 }

@@ -8,6 +8,7 @@ use crate::refine::loss::LossVariant;
 use anyhow::{Context, Result, bail, ensure};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A full `mimr refine` configuration (method.md §4).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -120,6 +121,30 @@ pub struct DataConfig {
     pub limit: Option<usize>,
     /// Multi-crop views (method.md §4.1).
     pub views: MultiCropConfig,
+}
+
+impl DataConfig {
+    /// The training subset (`limit`) of `full` and its deterministic multi-crop loader: the one
+    /// data path of `mimr refine` and `mimr pretrain`.
+    pub fn loader(
+        &self,
+        full: Arc<dyn crate::data::Dataset>,
+        seed: u64,
+    ) -> Result<(Arc<dyn crate::data::Dataset>, crate::data::Loader)> {
+        let dataset: Arc<dyn crate::data::Dataset> = match self.limit {
+            Some(limit) => Arc::new(crate::data::subset::Subset::new(full, limit)),
+            None => full,
+        };
+        let loader = crate::data::Loader::new(
+            dataset.clone(),
+            self.views.clone(),
+            self.batch_size,
+            seed,
+            self.workers,
+            4,
+        )?;
+        Ok((dataset, loader))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ use super::nn_thumbs::NnThumbs;
 use super::online_eval::{self, OnlineEval};
 use super::schedule::{Schedule, scaled_lr};
 use super::trainer::{HeadStats, Trainer};
-use crate::data::{self, Batch, Loader};
+use crate::data::{self, Batch};
 use crate::model::features::{self, Tap};
 use crate::runlog::{self, Event, HeadStep, NnExamples, NnPair, RunLog, StepEvent};
 use crate::train::{self, Control, RunDir, StepReport, Task};
@@ -79,18 +79,7 @@ pub fn refine(cfg: RefineConfig, control: &Control) -> Result<Outcome> {
         .context("data.views")?;
     let full: Arc<dyn data::Dataset> = data::open(&cfg.data.train, cfg.data.split)?.into();
     let online = OnlineEval::new(&cfg, full.clone())?;
-    let mut dataset = full;
-    if let Some(limit) = cfg.data.limit {
-        dataset = Arc::new(data::subset::Subset::new(dataset, limit));
-    }
-    let loader = Loader::new(
-        dataset.clone(),
-        cfg.data.views.clone(),
-        cfg.data.batch_size,
-        cfg.run.seed,
-        cfg.data.workers,
-        4,
-    )?;
+    let (dataset, loader) = cfg.data.loader(full, cfg.run.seed)?;
     let dir = RunDir::open(&cfg.run.dir, &cfg.to_toml()?, |old| same_run(&cfg, old))?;
     let selected = crate::device::select(cfg.run.device)?;
     tracing::info!("device: {} ({})", selected.label, selected.reason);
