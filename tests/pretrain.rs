@@ -28,6 +28,7 @@ fn config(dir: &Path, sets: &[&str]) -> anyhow::Result<PretrainConfig> {
         "optim.base_lr=0.01".into(),
         "run.log_every=1".into(),
         "run.checkpoint_every=8".into(),
+        "eval.every_epochs=0".into(),
     ];
     all.extend(sets.iter().map(|s| s.to_string()));
     PretrainConfig::load(&base, &all)
@@ -151,4 +152,64 @@ fn a_pretrained_encoder_is_refined_by_mimr_refine() {
         .filter(|e| matches!(e, Event::Step(s) if s.heads.values().all(|h| h.loss.is_finite())))
         .count();
     assert_eq!(steps, 3, "three refinement steps with finite losses");
+}
+
+/// The `eval` events of a run: (step, encoder, heads).
+fn evals(dir: &Path) -> Vec<runlog::EvalEvent> {
+    let r = runlog::read_all(&dir.join(runlog::FILE)).unwrap();
+    r.events
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Eval(e) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn online_evaluation_scores_every_block_draws_reconstructions_and_leaves_training_as_is() {
+    let (plain, watched) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    pretrain(config(plain.path(), &[]).unwrap(), &Control::default()).unwrap();
+    let sets = [
+        "eval.every_epochs=2",
+        "eval.train_size=200",
+        "eval.test_size=100",
+        "eval.knn_k=[5]",
+        "eval.reconstructions=4",
+    ];
+    let cfg = config(watched.path(), &sets).unwrap();
+    pretrain(cfg, &Control::default()).unwrap();
+    // evaluation reads the model and draws its own masking: the training is bit-identical
+    assert_eq!(losses(plain.path()), losses(watched.path()));
+    let ev = evals(watched.path());
+    // at the start, after every 2 epochs of 8 steps, and at the end (= epoch 4)
+    assert_eq!(ev.iter().map(|e| e.step).collect::<Vec<_>>(), [0, 16, 32]);
+    for e in &ev {
+        assert_eq!(e.encoder, runlog::Encoder::Live);
+        assert_eq!((e.samples.bank, e.samples.queries), (200, 100));
+        let names: Vec<&str> = e.heads.keys().map(String::as_str).collect();
+        assert_eq!(names, ["cls0", "cls1", "final"]);
+        for (name, h) in &e.heads {
+            let acc = h.knn.as_ref().and_then(|k| k["k5"]).unwrap_or(f64::NAN);
+            // 10 balanced-ish classes: anything in (0, 1], and not a constant vote
+            assert!(acc > 0.0 && acc <= 1.0, "{name}: kNN {acc}");
+        }
+        assert_eq!(e.heads["cls1"].block, Some(1));
+        assert_eq!(e.heads["final"].block, None);
+    }
+    for step in [0, 16, 32] {
+        let png = watched
+            .path()
+            .join(format!("reconstructions/step-{step:09}.png"));
+        let img = image::open(&png).unwrap().to_rgb8();
+        // 4 columns and 3 rows of 28 px × 3 tiles with 2 px gaps
+        assert_eq!(img.dimensions(), (4 * 86, 3 * 86), "{}", png.display());
+        // the middle row shows 75 % of each image's patches masked (grey)
+        let grey = (0..4 * 86)
+            .flat_map(|x| (86..86 + 84).map(move |y| (x, y)))
+            .filter(|&(x, y)| x % 86 < 84 && img.get_pixel(x, y).0 == [128, 128, 128])
+            .count();
+        let share = grey as f64 / (4.0 * 84.0 * 84.0);
+        assert!((0.70..=0.80).contains(&share), "masked share {share}");
+    }
 }

@@ -112,6 +112,9 @@ pub struct Launch {
     pub select: Option<usize>,
     /// Start this checkpoint inspection at launch (`mimr app --inspect`).
     pub inspect: Option<crate::inspect::InspectSpec>,
+    /// Start (or resume) this refinement at launch and follow it (`mimr demo`); the last
+    /// session's runs are then not reopened.
+    pub refine: Option<Box<crate::refine::config::RefineConfig>>,
 }
 
 impl MimrApp {
@@ -130,7 +133,7 @@ impl MimrApp {
         (app.tab, app.curves, app.layers, app.map) =
             (saved.tab, saved.curves, saved.layers, saved.map);
         app.tab = launch.tab.unwrap_or(app.tab);
-        let dirs = if launch.dirs.is_empty() {
+        let dirs = if launch.dirs.is_empty() && launch.refine.is_none() {
             saved.run_dirs
         } else {
             launch.dirs
@@ -143,6 +146,9 @@ impl MimrApp {
         }
         if let Some(req) = launch.inspect {
             app.start_inspect(req, &cc.egui_ctx);
+        }
+        if let Some(cfg) = launch.refine {
+            app.start_refine_at_launch(*cfg, &cc.egui_ctx);
         }
         app.screenshot = launch.screenshot.map(|path| Screenshot {
             path,

@@ -218,6 +218,18 @@ impl MimrApp {
         (self.start.shown, self.start.page) = (true, Page::Inspect);
     }
 
+    /// Starts a refinement at launch (`mimr demo`); a failure is shown on the refinement form.
+    pub fn start_refine_at_launch(
+        &mut self,
+        cfg: crate::refine::config::RefineConfig,
+        ctx: &egui::Context,
+    ) {
+        self.act(Action::Refine(Box::new(cfg)), ctx);
+        if self.start.refine.start_error.is_some() {
+            (self.start.shown, self.start.page) = (true, Page::Refine);
+        }
+    }
+
     fn act(&mut self, action: Action, ctx: &egui::Context) {
         match action {
             Action::OpenDir(dir) => {

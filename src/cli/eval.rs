@@ -70,6 +70,20 @@ struct Split2 {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    let done = evaluate(&args)?;
+    println!("{}", write_reports(&args, &done)?);
+    Ok(())
+}
+
+/// What [`evaluate`] measured: one JSON row per block (`{"block": "3", "knn": {"k10": …}, …}`).
+pub struct Evaluated {
+    pub rows: Vec<Value>,
+    source: SplitSource,
+    counts: Counts,
+}
+
+/// Embeds both splits (cached in `args.out`) and scores every requested block; writes no report.
+pub fn evaluate(args: &Args) -> Result<Evaluated> {
     let protos = args
         .protocols
         .split(',')
@@ -92,7 +106,7 @@ pub fn run(args: Args) -> Result<()> {
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let split = EvalSplit::open(&args.data, args.test_fraction, args.split_seed)?;
     eprintln!("{}", split.describe());
-    let key = cache_key(&args, &blocks, size)?;
+    let key = cache_key(args, &blocks, size)?;
     let spec = FeatureSpec {
         blocks: &blocks,
         pool: args.pool.into(),
@@ -136,7 +150,11 @@ pub fn run(args: Args) -> Result<()> {
         test: test.labels.len(),
         skipped: train.skipped + test.skipped,
     };
-    write_reports(&args, &rows, &split.source, &counts)
+    Ok(Evaluated {
+        rows,
+        source: split.source,
+        counts,
+    })
 }
 
 /// Samples evaluated per part, and unreadable ones skipped.
@@ -305,7 +323,9 @@ fn extract(
     Ok(map)
 }
 
-fn write_reports(args: &Args, rows: &[Value], source: &SplitSource, n: &Counts) -> Result<()> {
+/// Writes results.md, results.json and knn_per_block.png into `args.out`; returns the Markdown.
+pub fn write_reports(args: &Args, done: &Evaluated) -> Result<String> {
+    let (rows, source, n) = (&done.rows, &done.source, &done.counts);
     let cols: Vec<(String, Vec<&str>)> = vec![
         ("knn".into(), vec!["k1", "k10", "k20"]),
         ("probe".into(), vec!["best_accuracy"]),
@@ -352,7 +372,6 @@ fn write_reports(args: &Args, rows: &[Value], source: &SplitSource, n: &Counts) 
         }
         md += "\n";
     }
-    println!("{md}");
     crate::fsutil::write_atomic(&args.out.join("results.md"), md.as_bytes())?;
     crate::fsutil::write_atomic(
         &args.out.join("results.json"),
@@ -377,7 +396,7 @@ fn write_reports(args: &Args, rows: &[Value], source: &SplitSource, n: &Counts) 
     if !curve.is_empty() {
         plot_curve(&curve, &args.out.join("knn_per_block.png"))?;
     }
-    Ok(())
+    Ok(md)
 }
 
 /// A minimal line plot (x = block, y = kNN accuracy in [0, 1], grid lines every 0.1).

@@ -1,11 +1,13 @@
-//! Command-line interface (clap): `info`, `embed`, `eval`, `export`, `refine`, `pretrain`, `inspect`,
-//! `view`/`app`, `data` and `bench`, each a small module over the library; errors print their context.
+//! Command-line interface (clap): `demo` (the default), `info`, `embed`, `eval`, `export`, `refine`,
+//! `pretrain`, `inspect`, `view`/`app`, `data` and `bench`, each a small module over the library;
+//! errors print their context.
 
 mod bench;
 mod bench_map;
 mod bench_refine;
 mod bench_view;
 mod data;
+mod demo;
 mod embed;
 mod eval;
 mod export;
@@ -31,8 +33,9 @@ pub struct Cli {
     /// More log detail: -v debug, -vv trace (RUST_LOG overrides).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Without a command: `mimr demo`.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -59,6 +62,9 @@ pub enum Command {
     View(view::Args),
     /// Open the desktop app: its start screen (open, refine, inspect) and the last session's runs.
     App(view::AppArgs),
+    /// The bundled demo (the default): refine the MAE demo model in the app, or headless with a
+    /// per-block kNN table before and after.
+    Demo(demo::Args),
 }
 
 /// Options shared by commands that load a checkpoint.
@@ -106,7 +112,8 @@ pub fn main() -> std::process::ExitCode {
     crate::device::quiet_headless_vulkan();
     let cli = Cli::parse();
     logging::init(cli.verbose);
-    let result = match cli.command {
+    let command = cli.command.unwrap_or(Command::Demo(demo::Args::default()));
+    let result = match command {
         Command::Info(a) => info::run(a),
         Command::Embed(a) => embed::run(a),
         Command::Eval(a) => eval::run(a),
@@ -118,6 +125,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Bench(a) => bench::run(a),
         Command::View(a) => view::run(a),
         Command::App(a) => view::app(a),
+        Command::Demo(a) => demo::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -34,8 +34,8 @@ pub fn run(args: Args) -> Result<()> {
         dirs: args.runs,
         tab: args.tab,
         screenshot: args.screenshot,
-        inspect: None,
         select: args.select,
+        ..Default::default()
     })
 }
 

@@ -31,6 +31,8 @@ pub struct MaeConfig {
 
 /// Sub-stream key of the decoder's initial weights (`b"MAE"`).
 const DECODER_INIT: u64 = 0x4D4145;
+/// Sub-stream key of the encoder's xavier-uniform matrices (`b"XAV"`).
+const ENCODER_INIT: u64 = 0x584156;
 
 fn default_mask_ratio() -> f64 {
     0.75
@@ -101,11 +103,21 @@ impl MaeConfig {
         v
     }
 
-    /// Fresh tensors: the encoder's [`VitConfig::random_tensors`], and for the decoder MAE's
-    /// init (xavier-uniform Linears, zero biases, unit norms, N(0, 0.02) mask token, fixed
-    /// sin-cos positions with a zero CLS row); deterministic in `seed`.
+    /// Fresh tensors with MAE's init, deterministic in `seed`: the encoder's
+    /// [`VitConfig::random_tensors`] (N(0, 0.02) CLS token, sin-cos positions, unit norms, zero
+    /// biases) with every Linear and the patch projection (as a `[D, C·p·p]` matrix) redrawn
+    /// xavier-uniform; for the decoder xavier-uniform Linears, zero biases, unit norms,
+    /// N(0, 0.02) mask token and fixed sin-cos positions with a zero CLS row.
     pub fn random_tensors(&self, seed: u64) -> Result<TensorMap> {
         let mut map = self.encoder.random_tensors(seed);
+        let mut rng = Rng::keyed(&[seed, ENCODER_INIT]);
+        for (name, shape) in self.encoder.expected_shapes() {
+            let is_matrix = name.ends_with(".weight") && shape.len() >= 2;
+            if is_matrix {
+                let fan_in: usize = shape[1..].iter().product();
+                map.insert(name, xavier_uniform(shape[0], fan_in, &shape, &mut rng)?);
+            }
+        }
         let mut rng = Rng::keyed(&[seed, DECODER_INIT]);
         let [gh, gw] = self.encoder.grid;
         for (name, shape) in self.decoder_shapes() {
@@ -121,13 +133,26 @@ impl MaeConfig {
             } else if name.ends_with(".bias") {
                 vec![0.0; n]
             } else {
-                let bound = (6.0 / (shape[0] + shape[1]) as f64).sqrt();
-                (0..n).map(|_| rng.range(-bound, bound) as f32).collect()
+                map.insert(name, xavier_uniform(shape[0], shape[1], &shape, &mut rng)?);
+                continue;
             };
             map.insert(name, HostTensor::new(shape, data)?);
         }
         Ok(map)
     }
+}
+
+/// U(−b, b) with b = √(6 / (fan_in + fan_out)) (`torch.nn.init.xavier_uniform_`).
+fn xavier_uniform(
+    fan_out: usize,
+    fan_in: usize,
+    shape: &[usize],
+    rng: &mut Rng,
+) -> Result<HostTensor> {
+    let bound = (6.0 / (fan_in + fan_out) as f64).sqrt();
+    let n = fan_out * fan_in;
+    let data = (0..n).map(|_| rng.range(-bound, bound) as f32).collect();
+    HostTensor::new(shape.to_vec(), data)
 }
 
 /// Tensor names and shapes of one pre-norm block of width `d` with a 4× MLP.
@@ -470,6 +495,37 @@ mod tests {
         let t = c.random_tensors(3).unwrap();
         let m = Mae::init(&c, &Device::flex(), 3).unwrap();
         assert_eq!(m.to_tensors().unwrap(), t);
+    }
+
+    #[test]
+    fn encoder_matrices_are_xavier_uniform_and_the_rest_keeps_vit_init() {
+        let mut c = cfg();
+        c.encoder = VitConfig::prenorm(4, 64, 2, 4, 16);
+        let t = c.random_tensors(5).unwrap();
+        let vit = c.encoder.random_tensors(5);
+        for (name, fan_out, fan_in) in [
+            ("blocks.1.attn.qkv.weight", 192, 64),
+            ("blocks.0.mlp.fc2.weight", 64, 256),
+            ("patch_embed.proj.weight", 64, 3 * 4 * 4),
+        ] {
+            let b = (6.0 / (fan_in + fan_out) as f64).sqrt();
+            let d = &t[name].data;
+            let max = d.iter().fold(0f64, |m, &x| m.max((x as f64).abs()));
+            let var = d.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / d.len() as f64;
+            // U(-b, b): max close to b, variance b²/3 (n ≥ 12 288 draws, 5 % tolerance)
+            assert!(max <= b && max > 0.99 * b, "{name}: max {max} vs bound {b}");
+            assert!(
+                (var / (b * b / 3.0) - 1.0).abs() < 0.05,
+                "{name}: var {var}"
+            );
+        }
+        for name in [
+            "cls_tokens.tokens",
+            "pos_embed.embed",
+            "blocks.0.norm1.weight",
+        ] {
+            assert_eq!(t[name], vit[name], "{name}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use crate::model::mae::MaeConfig;
 use crate::model::vit::VitConfig;
-use crate::refine::config::{DataConfig, read_tree};
+use crate::refine::config::{self as refine_cfg, DataConfig, OnlineEvalConfig, read_tree};
 use anyhow::{Context, Result, ensure};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -16,6 +16,74 @@ pub struct PretrainConfig {
     pub data: DataConfig,
     pub optim: OptimConfig,
     pub run: RunConfig,
+    /// Online evaluation of the encoder being trained; absent: off.
+    #[serde(default)]
+    pub eval: PretrainEvalConfig,
+}
+
+/// `[eval]`: kNN (and other §5 protocols) of the encoder's CLS token at every block and after the
+/// final norm, on fixed labelled samples, at the start, every `every_epochs` epochs and at the
+/// end; each time also `reconstructions` fixed query images with the MAE's reconstruction.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainEvalConfig {
+    /// Evaluate every N epochs (plus the start and the end); 0 turns it off.
+    #[serde(default = "refine_cfg::one_u64")]
+    pub every_epochs: u64,
+    #[serde(default = "refine_cfg::default_protocols")]
+    pub protocols: Vec<crate::eval::protocols::Protocol>,
+    /// Split of `data.train`'s dataset that supplies the queries (`test` or `train`).
+    #[serde(default = "refine_cfg::default_eval_split")]
+    pub split: crate::data::Split,
+    /// Bank samples, spread evenly over the training split.
+    #[serde(default = "refine_cfg::default_eval_train")]
+    pub train_size: usize,
+    /// Query samples, spread evenly over `split`.
+    #[serde(default = "refine_cfg::default_eval_test")]
+    pub test_size: usize,
+    #[serde(default = "refine_cfg::default_eval_ks")]
+    pub knn_k: Vec<usize>,
+    #[serde(default = "refine_cfg::default_probe_epochs")]
+    pub probe_epochs: usize,
+    /// Query images shown with their reconstruction (`reconstructions/step-N.png`); 0: none.
+    #[serde(default = "default_reconstructions")]
+    pub reconstructions: usize,
+}
+
+impl Default for PretrainEvalConfig {
+    /// A config without an `[eval]` section: off.
+    fn default() -> Self {
+        Self {
+            every_epochs: 0,
+            protocols: refine_cfg::default_protocols(),
+            split: refine_cfg::default_eval_split(),
+            train_size: refine_cfg::default_eval_train(),
+            test_size: refine_cfg::default_eval_test(),
+            knn_k: refine_cfg::default_eval_ks(),
+            probe_epochs: refine_cfg::default_probe_epochs(),
+            reconstructions: default_reconstructions(),
+        }
+    }
+}
+
+impl PretrainEvalConfig {
+    /// The same settings as refine's online evaluation (of the live encoder: MAE has no EMA).
+    pub fn online(&self) -> OnlineEvalConfig {
+        OnlineEvalConfig {
+            every_epochs: self.every_epochs,
+            protocols: self.protocols.clone(),
+            split: self.split,
+            train_size: self.train_size,
+            test_size: self.test_size,
+            knn_k: self.knn_k.clone(),
+            probe_epochs: self.probe_epochs,
+            encoder: crate::runlog::Encoder::Live,
+        }
+    }
+}
+
+fn default_reconstructions() -> usize {
+    8
 }
 
 /// The MAE: an encoder preset or explicit encoder sizes, plus the decoder and masking.
@@ -180,7 +248,12 @@ impl PretrainConfig {
         ensure!(r.checkpoint_every >= 1, "run.checkpoint_every must be ≥ 1");
         ensure!(r.keep_checkpoints >= 1, "run.keep_checkpoints must be ≥ 1");
         ensure!(r.log_every >= 1, "run.log_every must be ≥ 1");
-        Ok(())
+        ensure!(
+            self.eval.reconstructions <= 64,
+            "eval.reconstructions = {} must be ≤ 64",
+            self.eval.reconstructions
+        );
+        self.eval.online().validate()
     }
 
     fn validate_data(&self) -> Result<()> {

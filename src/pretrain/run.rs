@@ -2,6 +2,7 @@
 //! AdamW with warmup + cosine) as a `train::Task`, exporting the encoder in timm names at the end.
 
 use super::config::PretrainConfig;
+use super::monitor::Monitor;
 use crate::checkpoint::st;
 use crate::data::{self, Batch};
 use crate::host::TensorMap;
@@ -46,6 +47,7 @@ struct State {
 pub fn pretrain(cfg: PretrainConfig, control: &Control) -> Result<Outcome> {
     let mae = cfg.model.mae()?;
     let full: Arc<dyn data::Dataset> = data::open(&cfg.data.train, cfg.data.split)?.into();
+    let monitor = Monitor::new(&cfg, full.clone())?;
     let (dataset, loader) = cfg.data.loader(full, cfg.run.seed)?;
     let dir = RunDir::open(&cfg.run.dir, &cfg.to_toml()?, |old| same_run(&cfg, old))?;
     let selected = crate::device::select(cfg.run.device)?;
@@ -64,6 +66,7 @@ pub fn pretrain(cfg: PretrainConfig, control: &Control) -> Result<Outcome> {
     let mut task = Pretraining::new(cfg, mae, selected.device, spe)?;
     task.device_label = selected.label;
     task.dataset = dataset.describe();
+    (task.monitor, task.dir) = (monitor, dir.path().to_path_buf());
     let out = train::run(&mut task, &dir, &loader, &settings, control)?;
     Ok(Outcome {
         steps: out.steps,
@@ -124,6 +127,8 @@ pub struct Pretraining {
     step: u64,
     device_label: String,
     dataset: String,
+    monitor: Option<Monitor>,
+    dir: PathBuf,
 }
 
 impl Pretraining {
@@ -150,7 +155,19 @@ impl Pretraining {
             step: 0,
             device_label: String::new(),
             dataset: String::new(),
+            monitor: None,
+            dir: PathBuf::new(),
         })
+    }
+
+    /// Online evaluation and reconstructions of the model as it is now (when `[eval]` is on).
+    fn monitor(&self, log: &mut RunLog) -> Result<()> {
+        let Some(m) = &self.monitor else {
+            return Ok(());
+        };
+        let model = self.model()?.valid();
+        let at = (self.step, self.step as f64 / self.spe as f64);
+        m.run((&model, &self.mae), at, &self.device, &self.dir, log)
     }
 
     fn model(&self) -> Result<&Mae> {
@@ -213,12 +230,15 @@ impl Task for Pretraining {
         })
     }
 
-    fn on_fresh_start(&mut self, _dir: &Path, _log: &mut RunLog) -> Result<()> {
-        Ok(())
+    fn on_fresh_start(&mut self, _dir: &Path, log: &mut RunLog) -> Result<()> {
+        self.monitor(log)
     }
 
-    fn after_step(&mut self, _step: u64, _end: u64, _log: &mut RunLog) -> Result<()> {
-        Ok(())
+    fn after_step(&mut self, step: u64, end: u64, log: &mut RunLog) -> Result<()> {
+        match &self.monitor {
+            Some(m) if m.due(step, self.spe, end) => self.monitor(log),
+            _ => Ok(()),
+        }
     }
 
     fn checkpoint_due(&self, _step: u64) -> bool {

@@ -73,22 +73,22 @@ impl Default for OnlineEvalConfig {
     }
 }
 
-fn default_protocols() -> Vec<crate::eval::protocols::Protocol> {
+pub(crate) fn default_protocols() -> Vec<crate::eval::protocols::Protocol> {
     vec![crate::eval::protocols::Protocol::Knn]
 }
-fn default_eval_split() -> Split {
+pub(crate) fn default_eval_split() -> Split {
     Split::Test
 }
-fn default_eval_train() -> usize {
+pub(crate) fn default_eval_train() -> usize {
     5000
 }
-fn default_eval_test() -> usize {
+pub(crate) fn default_eval_test() -> usize {
     1000
 }
-fn default_eval_ks() -> Vec<usize> {
+pub(crate) fn default_eval_ks() -> Vec<usize> {
     vec![10, 20]
 }
-fn default_probe_epochs() -> usize {
+pub(crate) fn default_probe_epochs() -> usize {
     10
 }
 
@@ -256,7 +256,7 @@ fn default_min_lr() -> f64 {
 fn one() -> f64 {
     1.0
 }
-fn one_u64() -> u64 {
+pub(crate) fn one_u64() -> u64 {
     1
 }
 fn default_device() -> crate::device::DeviceChoice {
@@ -390,7 +390,17 @@ impl OnlineEvalConfig {
         self.every_epochs > 0 && !self.protocols.is_empty()
     }
 
-    fn validate(&self) -> Result<()> {
+    /// What online evaluation scores (for [`crate::refine::online_eval::score`]).
+    pub fn scoring(&self) -> crate::refine::online_eval::Scoring<'_> {
+        crate::refine::online_eval::Scoring {
+            protocols: &self.protocols,
+            knn_k: &self.knn_k,
+            probe_epochs: self.probe_epochs,
+        }
+    }
+
+    /// Checks sizes, `knn_k` and `probe_epochs` when enabled, naming the `eval.` key.
+    pub fn validate(&self) -> Result<()> {
         if !self.enabled() {
             return Ok(());
         }

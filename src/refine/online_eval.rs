@@ -19,22 +19,27 @@ const EMBED_BATCH: usize = 128;
 /// Fixed bank and query samples, and the protocols to score them with.
 pub struct OnlineEval {
     cfg: OnlineEvalConfig,
-    bank: Part,
-    queries: Part,
+    sets: EvalSets,
 }
 
 /// Some samples of one dataset split.
-struct Part {
+pub struct Part {
     ds: Arc<dyn Dataset>,
     indices: Vec<usize>,
 }
 
-/// Labelled features of one part, per head (in `Trainer::specs` order).
-struct Embedded {
-    feats: Vec<Vec<f32>>,
-    labels: Vec<u32>,
-    dim: usize,
-    skipped: usize,
+/// The fixed labelled samples an online evaluation embeds: a bank and queries.
+pub struct EvalSets {
+    pub bank: Part,
+    pub queries: Part,
+}
+
+/// Labelled features of one part, per tap.
+pub struct Embedded {
+    pub feats: Vec<Vec<f32>>,
+    pub labels: Vec<u32>,
+    pub dim: usize,
+    pub skipped: usize,
 }
 
 impl OnlineEval {
@@ -45,49 +50,12 @@ impl OnlineEval {
         if !e.enabled() {
             return Ok(None);
         }
-        let (split, train_split) = (e.split, cfg.data.split);
-        if split != train_split && !train.has_own_split() {
-            tracing::warn!(
-                "eval.split = \"{split}\", but {} has no train/test split: bank and queries are disjoint parts of the training samples",
-                train.describe()
-            );
-        }
-        let (bank, queries) = if split == train_split || !train.has_own_split() {
-            let (b, q) = disjoint(train.len(), e.train_size, e.test_size);
-            ensure!(
-                !b.is_empty() && !q.is_empty(),
-                "eval: the {} training samples cannot hold a bank and queries: lower eval.train_size / eval.test_size",
-                train.len()
-            );
-            let part = |indices| Part {
-                ds: train.clone(),
-                indices,
-            };
-            (part(b), part(q))
-        } else {
-            let test: Arc<dyn Dataset> = data::open(&cfg.data.train, split)
-                .with_context(|| format!("eval.split = \"{}\": set eval.split = \"{}\" to draw bank and queries (disjoint) from the training split, or eval.every_epochs = 0", e.split, cfg.data.split))?
-                .into();
-            let bank = spread(train.len(), e.train_size);
-            let queries = spread(test.len(), e.test_size);
-            (
-                Part {
-                    ds: train,
-                    indices: bank,
-                },
-                Part {
-                    ds: test,
-                    indices: queries,
-                },
-            )
-        };
+        let sets = EvalSets::new(&cfg.data, train, e.split, e.train_size, e.test_size)?;
         Ok(Some(Self {
             cfg: e.clone(),
-            bank,
-            queries,
+            sets,
         }))
     }
-
     /// True at the end of every `every_epochs`-th epoch and at the last step of this invocation
     /// (`end`: the run's total, or `run.max_steps`).
     pub fn due(&self, step: u64, steps_per_epoch: u64, end: u64) -> bool {
@@ -106,59 +74,14 @@ impl OnlineEval {
                 &live
             }
         };
-        let bank = embed_part(t, model, &self.bank)?;
-        let queries = embed_part(t, model, &self.queries)?;
-        let n_classes = protocols::n_classes(&bank.labels, &queries.labels);
-        ensure!(
-            n_classes >= 2,
-            "eval: the evaluation samples hold fewer than 2 classes: raise eval.train_size or set eval.every_epochs = 0"
-        );
-        // k above the readable bank size would be dropped; keep at least the bank size itself
-        let mut knn_ks: Vec<usize> = self
-            .cfg
-            .knn_k
-            .iter()
-            .map(|&k| k.min(bank.labels.len()))
-            .collect();
-        knn_ks.dedup();
-        let opts = Options {
-            knn_ks,
-            probe: crate::eval::probe::ProbeConfig {
-                epochs: self.cfg.probe_epochs,
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let mut heads = std::collections::BTreeMap::new();
-        let mut summary = Vec::new();
-        for (h, spec) in t.specs.iter().enumerate() {
-            let (b, q) = (bank.features(h), queries.features(h));
-            let mut entry = EvalHead {
-                block: spec.block,
-                ..Default::default()
-            };
-            let scored =
-                protocols::evaluate(b, q, n_classes, &self.cfg.protocols, &opts, &t.device)
-                    .and_then(|r| {
-                        let line = format!("{} {}", spec.name, headline(&r));
-                        Ok((line, serde_json::from_value::<EvalHead>(r)?))
-                    });
-            match scored {
-                Ok((line, e)) => {
-                    summary.push(line);
-                    entry = EvalHead {
-                        block: spec.block,
-                        ..e
-                    };
-                }
-                Err(e) => {
-                    // an evaluation problem must not end hours of training: log it and go on
-                    tracing::warn!("online evaluation of head {} failed: {e:#}", spec.name);
-                    entry.error = Some(format!("{e:#}"));
-                }
-            }
-            heads.insert(spec.name.clone(), entry);
-        }
+        let size = t.cfg.data.views.global_size();
+        let (bank, queries) = self
+            .sets
+            .embed(&|img| eval_image(t, img, size), &|imgs, n| {
+                embed_heads(t, model, imgs, n)
+            })?;
+        let taps: Vec<(String, Tap)> = t.specs.iter().map(|s| (s.name.clone(), s.block)).collect();
+        let (heads, summary) = score(&taps, &bank, &queries, &self.cfg.scoring(), &t.device)?;
         let name = match which {
             Encoder::Ema => "eval",
             Encoder::Live => "eval, live encoder",
@@ -179,8 +102,149 @@ impl OnlineEval {
     }
 }
 
+impl EvalSets {
+    /// `bank` samples spread over the training split `train` (of `data.train`) and `queries`
+    /// spread over `split` of the same dataset (disjoint parts of `train` when `split` is the
+    /// training split or the dataset has no split of its own).
+    pub fn new(
+        data: &crate::refine::config::DataConfig,
+        train: Arc<dyn Dataset>,
+        split: data::Split,
+        bank: usize,
+        queries: usize,
+    ) -> Result<Self> {
+        let train_split = data.split;
+        if split != train_split && !train.has_own_split() {
+            tracing::warn!(
+                "eval.split = \"{split}\", but {} has no train/test split: bank and queries are disjoint parts of the training samples",
+                train.describe()
+            );
+        }
+        if split == train_split || !train.has_own_split() {
+            let (b, q) = disjoint(train.len(), bank, queries);
+            ensure!(
+                !b.is_empty() && !q.is_empty(),
+                "eval: the {} training samples cannot hold a bank and queries: lower eval.train_size / eval.test_size",
+                train.len()
+            );
+            let part = |indices| Part {
+                ds: train.clone(),
+                indices,
+            };
+            return Ok(Self {
+                bank: part(b),
+                queries: part(q),
+            });
+        }
+        let test: Arc<dyn Dataset> = data::open(&data.train, split)
+            .with_context(|| format!("eval.split = \"{split}\": set eval.split = \"{train_split}\" to draw bank and queries (disjoint) from the training split, or eval.every_epochs = 0"))?
+            .into();
+        Ok(Self {
+            bank: Part {
+                indices: spread(train.len(), bank),
+                ds: train,
+            },
+            queries: Part {
+                indices: spread(test.len(), queries),
+                ds: test,
+            },
+        })
+    }
+
+    /// Both parts embedded by `embed` (images `[n, 3, s, s]` with `n` → one feature matrix per
+    /// tap), the images prepared by `image`.
+    pub fn embed(
+        &self,
+        image: &dyn Fn(&image::RgbImage) -> Vec<f32>,
+        embed: &dyn Fn(Vec<f32>, usize) -> Result<Vec<Vec<f32>>>,
+    ) -> Result<(Embedded, Embedded)> {
+        Ok((
+            embed_part(&self.bank, image, embed)?,
+            embed_part(&self.queries, image, embed)?,
+        ))
+    }
+
+    /// Labels of the problem both parts span (largest label + 1), at least 2, from `bank` and
+    /// `queries` as embedded.
+    pub fn n_classes(bank: &Embedded, queries: &Embedded) -> Result<usize> {
+        let n = protocols::n_classes(&bank.labels, &queries.labels);
+        ensure!(
+            n >= 2,
+            "eval: the evaluation samples hold fewer than 2 classes: raise eval.train_size or set eval.every_epochs = 0"
+        );
+        Ok(n)
+    }
+
+    /// The first `n` query samples (e.g. fixed examples to show).
+    pub fn first_queries(&self, n: usize) -> (&dyn Dataset, &[usize]) {
+        let q = &self.queries;
+        (q.ds.as_ref(), &q.indices[..n.min(q.indices.len())])
+    }
+}
+
+/// What [`score`] runs: protocols, kNN neighbour counts and linear-probe epochs.
+pub struct Scoring<'a> {
+    pub protocols: &'a [protocols::Protocol],
+    pub knn_k: &'a [usize],
+    pub probe_epochs: usize,
+}
+
+/// Scores every tap's features (`taps[i]` ↔ `bank.feats[i]`) with the protocols; a tap whose
+/// scoring fails gets its error recorded (training goes on). Returns the event's entries and a
+/// one-line summary per tap.
+pub fn score(
+    taps: &[(String, Tap)],
+    bank: &Embedded,
+    queries: &Embedded,
+    scoring: &Scoring,
+    device: &burn::tensor::Device,
+) -> Result<(std::collections::BTreeMap<String, EvalHead>, Vec<String>)> {
+    let n_classes = EvalSets::n_classes(bank, queries)?;
+    // k above the readable bank size would be dropped; keep at least the bank size itself
+    let mut knn_ks: Vec<usize> = scoring
+        .knn_k
+        .iter()
+        .map(|&k| k.min(bank.labels.len()))
+        .collect();
+    knn_ks.dedup();
+    let opts = Options {
+        knn_ks,
+        probe: crate::eval::probe::ProbeConfig {
+            epochs: scoring.probe_epochs,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let mut heads = std::collections::BTreeMap::new();
+    let mut summary = Vec::new();
+    for (h, (name, tap)) in taps.iter().enumerate() {
+        let (b, q) = (bank.features(h), queries.features(h));
+        let mut entry = EvalHead {
+            block: *tap,
+            ..Default::default()
+        };
+        let scored = protocols::evaluate(b, q, n_classes, scoring.protocols, &opts, device)
+            .and_then(|r| {
+                let line = format!("{name} {}", headline(&r));
+                Ok((line, serde_json::from_value::<EvalHead>(r)?))
+            });
+        match scored {
+            Ok((line, e)) => {
+                summary.push(line);
+                entry = EvalHead { block: *tap, ..e };
+            }
+            Err(e) => {
+                tracing::warn!("online evaluation of {name} failed: {e:#}");
+                entry.error = Some(format!("{e:#}"));
+            }
+        }
+        heads.insert(name.clone(), entry);
+    }
+    Ok((heads, summary))
+}
+
 impl Embedded {
-    fn features(&self, head: usize) -> Features<'_> {
+    pub fn features(&self, head: usize) -> Features<'_> {
         Features {
             x: &self.feats[head],
             labels: &self.labels,
@@ -229,14 +293,17 @@ fn disjoint(len: usize, bank: usize, queries: usize) -> (Vec<usize>, Vec<usize>)
     (b, q)
 }
 
-/// Decodes the part (eval transform with the run's normalisation), skipping unreadable samples,
-/// and embeds it.
-fn embed_part(t: &Trainer, model: &Vit, part: &Part) -> Result<Embedded> {
-    let size = t.cfg.data.views.global_size();
-    let (mut feats, mut labels, mut skipped) = (vec![Vec::new(); t.specs.len()], Vec::new(), 0);
+/// Decodes the part with `image` (skipping unreadable samples) and embeds it with `embed` in
+/// chunks of [`EMBED_BATCH`] images.
+fn embed_part(
+    part: &Part,
+    image: &dyn Fn(&image::RgbImage) -> Vec<f32>,
+    embed: &dyn Fn(Vec<f32>, usize) -> Result<Vec<Vec<f32>>>,
+) -> Result<Embedded> {
+    let (mut feats, mut labels, mut skipped) = (Vec::<Vec<f32>>::new(), Vec::new(), 0);
     let mut dim = 0;
     for chunk in part.indices.chunks(EMBED_BATCH) {
-        let mut imgs = Vec::new();
+        let (mut imgs, mut n) = (Vec::new(), 0);
         for &i in chunk {
             let Some(s) = data::get_or_skip(part.ds.as_ref(), i, &mut skipped) else {
                 continue;
@@ -244,14 +311,16 @@ fn embed_part(t: &Trainer, model: &Vit, part: &Part) -> Result<Embedded> {
             let label = s.label.with_context(|| {
                 format!("eval: sample {i} of {} has no label: online evaluation needs a labelled dataset (set eval.every_epochs = 0)", part.ds.describe())
             })?;
-            imgs.extend(eval_image(t, &s.image, size));
+            imgs.extend(image(&s.image));
             labels.push(label);
+            n += 1;
         }
-        let n = imgs.len() / (3 * size * size);
         if n == 0 {
             continue;
         }
-        for (h, f) in embed_heads(t, model, imgs, n)?.into_iter().enumerate() {
+        let out = embed(imgs, n)?;
+        feats.resize(out.len(), Vec::new());
+        for (h, f) in out.into_iter().enumerate() {
             dim = f.len() / n;
             feats[h].extend(f);
         }
