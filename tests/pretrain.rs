@@ -197,10 +197,23 @@ fn online_evaluation_scores_every_block_draws_reconstructions_and_leaves_trainin
         assert_eq!(e.heads["cls1"].block, Some(1));
         assert_eq!(e.heads["final"].block, None);
     }
-    for step in [0, 16, 32] {
-        let png = watched
-            .path()
-            .join(format!("reconstructions/step-{step:09}.png"));
+    let recon: Vec<runlog::Reconstructions> = runlog::read_all(&watched.path().join(runlog::FILE))
+        .unwrap()
+        .events
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Reconstructions(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        recon.iter().map(|r| r.step).collect::<Vec<_>>(),
+        [0, 16, 32]
+    );
+    for r in &recon {
+        assert_eq!(r.samples.len(), 4);
+        assert_eq!(r.image, format!("reconstructions/step-{:09}.png", r.step));
+        let png = watched.path().join(&r.image);
         let img = image::open(&png).unwrap().to_rgb8();
         // 4 columns and 3 rows of 28 px × 3 tiles with 2 px gaps
         assert_eq!(img.dimensions(), (4 * 86, 3 * 86), "{}", png.display());
@@ -212,4 +225,43 @@ fn online_evaluation_scores_every_block_draws_reconstructions_and_leaves_trainin
         let share = grey as f64 / (4.0 * 84.0 * 84.0);
         assert!((0.70..=0.80).contains(&share), "masked share {share}");
     }
+}
+
+#[test]
+fn init_only_writes_the_untrained_encoder_of_the_seed() {
+    let d = tempfile::tempdir().unwrap();
+    let file = d.path().join("init.safetensors");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mimr"))
+        .args(["pretrain", "--config"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/mae_fashion_mnist.toml"))
+        .args(["--set", "run.seed=7", "--init-only"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ck = mimr::checkpoint::load(&file, None).unwrap();
+    let mae = mimr::pretrain::config::PretrainConfig::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/mae_fashion_mnist.toml"),
+        &[],
+    )
+    .unwrap()
+    .model
+    .mae()
+    .unwrap();
+    let want = mae.random_tensors(7).unwrap();
+    for name in [
+        "blocks.3.attn.qkv.weight",
+        "patch_embed.proj.weight",
+        "cls_tokens.tokens",
+    ] {
+        assert_eq!(ck.tensors[name].data, want[name].data, "{name}");
+    }
+    assert_ne!(
+        ck.tensors["blocks.0.mlp.fc1.weight"].data,
+        mae.random_tensors(8).unwrap()["blocks.0.mlp.fc1.weight"].data
+    );
 }

@@ -15,10 +15,26 @@ pub struct Args {
     /// Override a config key, e.g. --set optim.epochs=5 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// Train nothing: write the freshly initialised encoder (seed `run.seed`) to this file, as
+    /// the random-initialisation control of a refinement.
+    #[arg(long, value_name = "FILE")]
+    pub init_only: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<()> {
     let cfg = PretrainConfig::load(&args.config, &args.set)?;
+    if let Some(path) = &args.init_only {
+        let mae = cfg.model.mae()?;
+        let model =
+            crate::model::mae::Mae::init(&mae, &burn::tensor::Device::flex(), cfg.run.seed)?;
+        crate::pretrain::run::export_encoder(&model, &mae, path)?;
+        println!(
+            "wrote the initial encoder (seed {}) to {}",
+            cfg.run.seed,
+            path.display()
+        );
+        return Ok(());
+    }
     let control = Arc::new(Control::default());
     super::refine::on_ctrl_c(control.clone());
     let out = crate::pretrain::run::pretrain(cfg, &control)?;

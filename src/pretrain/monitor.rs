@@ -10,7 +10,7 @@ use crate::model::vit::{Pool, Vit};
 use crate::refine::config::OnlineEvalConfig;
 use crate::refine::online_eval::{self, EvalSets};
 use crate::rng::Rng;
-use crate::runlog::{Encoder, EvalEvent, EvalSamples, Event, RunLog};
+use crate::runlog::{Encoder, EvalEvent, EvalSamples, Event, Reconstructions, RunLog};
 use anyhow::Result;
 use burn::tensor::{Device, Tensor, TensorData};
 use std::path::Path;
@@ -78,13 +78,19 @@ impl Monitor {
         log: &mut RunLog,
     ) -> Result<()> {
         self.evaluate(&mae.encoder, cfg.encoder.depth, at, device, log)?;
-        if self.reconstructions > 0 {
-            let png = self.reconstruct(mae, cfg, device)?;
-            let path = dir.join(RECON_DIR).join(format!("step-{:09}.png", at.0));
-            std::fs::create_dir_all(dir.join(RECON_DIR))?;
-            crate::fsutil::write_atomic(&path, &png)?;
+        if self.reconstructions == 0 {
+            return Ok(());
         }
-        Ok(())
+        let (png, samples) = self.reconstruct(mae, cfg, device)?;
+        let image = format!("{RECON_DIR}/step-{:09}.png", at.0);
+        std::fs::create_dir_all(dir.join(RECON_DIR))?;
+        crate::fsutil::write_atomic(&dir.join(&image), &png)?;
+        log.write(&Event::Reconstructions(Reconstructions {
+            step: at.0,
+            image,
+            samples,
+            mask_ratio: cfg.mask_ratio,
+        }))
     }
 
     /// The eval transform (resize to size/0.875, centre crop) with the run's normalisation.
@@ -133,12 +139,19 @@ impl Monitor {
     /// A PNG with one column per fixed query image: the image, its visible patches (75 %
     /// masked, grey), and the reconstruction (predicted patches, de-normalised by the target
     /// patch's statistics under `norm_pix_loss`, pasted among the visible ones).
-    fn reconstruct(&self, mae: &Mae, cfg: &MaeConfig, device: &Device) -> Result<Vec<u8>> {
+    /// Returns the PNG and the dataset indices of its columns.
+    fn reconstruct(
+        &self,
+        mae: &Mae,
+        cfg: &MaeConfig,
+        device: &Device,
+    ) -> Result<(Vec<u8>, Vec<usize>)> {
         let (ds, indices) = self.sets.first_queries(self.reconstructions);
-        let (mut imgs, mut skipped) = (Vec::new(), 0);
+        let (mut imgs, mut shown, mut skipped) = (Vec::new(), Vec::new(), 0);
         for &i in indices {
             if let Some(sample) = data::get_or_skip(ds, i, &mut skipped) {
                 imgs.extend(self.eval_image(&sample.image));
+                shown.push(i);
             }
         }
         let s = self.size;
@@ -174,7 +187,7 @@ impl Monitor {
                 Some(if m[k] < 0.5 { patch(t, k) } else { patch(r, k) })
             });
         }
-        canvas.png()
+        Ok((canvas.png()?, shown))
     }
 }
 

@@ -23,6 +23,8 @@ pub enum Event {
     Eval(EvalEvent),
     /// The probe subset's images as a thumbnail atlas.
     Thumbnails(Thumbnails),
+    /// MAE reconstructions of fixed images (minor 4).
+    Reconstructions(Reconstructions),
     /// The run completed all its steps.
     End { step: u64 },
     /// An event type this build does not know (written by a newer minor version): skipped.
@@ -122,6 +124,18 @@ pub struct NnPair {
     pub neighbour: i64,
     /// `null` when either is unlabelled.
     pub same_label: Option<bool>,
+}
+
+/// A PNG of fixed query images of a pre-training run: per column the image, its visible patches
+/// (masked ones grey) and the MAE's reconstruction pasted among the visible patches.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reconstructions {
+    pub step: u64,
+    /// `reconstructions/step-<step:09>.png`, relative to the run directory.
+    pub image: String,
+    /// Dataset indices (of the query split) of the columns.
+    pub samples: Vec<usize>,
+    pub mask_ratio: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -255,6 +269,7 @@ impl Event {
             Event::NnExamples(e) => Some(e.step),
             Event::Snapshot(e) => Some(e.step),
             Event::Eval(e) => Some(e.step),
+            Event::Reconstructions(e) => Some(e.step),
             Event::End { step } => Some(*step),
             Event::Header(_) | Event::Thumbnails(_) | Event::Unknown => None,
         }

@@ -12,7 +12,8 @@ pub mod writer;
 
 pub use event::{
     Encoder, EvalEvent, EvalHead, EvalSamples, Event, HeadStep, Header, NnExamples, NnPair,
-    PretrainStep, RunKind, Snapshot, StepEvent, ThumbnailEntry, ThumbnailIndex, Thumbnails,
+    PretrainStep, Reconstructions, RunKind, Snapshot, StepEvent, ThumbnailEntry, ThumbnailIndex,
+    Thumbnails,
 };
 pub use tail::{Item, Replay, Tail, read_all};
 pub use writer::RunLog;
@@ -22,8 +23,8 @@ pub const VERSION: u32 = 1;
 /// Minor format version written by this build (1: `thumbnails`, `pretrain_step`, header `kind`,
 /// `eval.encoder`; 2: `snapshot.skipped` and the snapshot file's `index` rows, `step.time`;
 /// 3: header `kind` = `inspect` and the snapshot file's `block.<i>` / `final` tensors,
-/// `nn_examples.thumbnails`).
-pub const MINOR: u32 = 3;
+/// `nn_examples.thumbnails`; 4: `reconstructions`, pre-training `eval` events).
+pub const MINOR: u32 = 4;
 /// Seconds since the Unix epoch now (`None` on a clock set before 1970).
 pub fn unix_time() -> Option<f64> {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);

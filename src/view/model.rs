@@ -5,8 +5,8 @@ use super::evals::{EvalTable, MetricKey, Tap};
 use super::series::{Admit, Ema, Thinned, Thinning, Timeline, retain_even};
 use super::source::{Notice, SourceItem};
 use crate::runlog::{
-    EvalEvent, Event, HeadStep, Header, NnExamples, PretrainStep, RunKind, Snapshot, StepEvent,
-    Thumbnails,
+    EvalEvent, Event, HeadStep, Header, NnExamples, PretrainStep, Reconstructions, RunKind,
+    Snapshot, StepEvent, Thumbnails,
 };
 use serde_json::Value;
 
@@ -379,6 +379,8 @@ pub struct RunModel {
     evals: EvalTable,
     snapshots: Thinned<Snapshot>,
     nn_examples: Option<NnExamples>,
+    /// The newest MAE reconstructions of a pre-training run.
+    reconstructions: Option<Reconstructions>,
     thumbnails: Option<Thumbnails>,
     end: Option<u64>,
     latest: Option<LatestStep>,
@@ -406,6 +408,7 @@ impl RunModel {
             evals: EvalTable::new(limits.evals),
             snapshots: Thinned::new(limits.snapshots),
             nn_examples: None,
+            reconstructions: None,
             thumbnails: None,
             end: None,
             latest: None,
@@ -456,6 +459,7 @@ impl RunModel {
             Event::Snapshot(s) => self.snapshots.push(s),
             Event::Eval(e) => self.eval(e),
             Event::Thumbnails(t) => self.thumbnails = Some(t),
+            Event::Reconstructions(r) => self.reconstructions = Some(r),
             Event::End { step } => self.end = Some(step),
             Event::Unknown => {}
         }
@@ -576,6 +580,11 @@ impl RunModel {
     /// Snapshot files in step order.
     pub fn snapshots(&self) -> &[Snapshot] {
         self.snapshots.items()
+    }
+
+    /// The newest reconstructions of a pre-training run.
+    pub fn reconstructions(&self) -> Option<&Reconstructions> {
+        self.reconstructions.as_ref()
     }
 
     /// The NN pairs of the newest `nn_examples` event.
