@@ -191,8 +191,9 @@ fn online_evaluation_scores_every_block_draws_reconstructions_and_leaves_trainin
         assert_eq!(names, ["cls0", "cls1", "final"]);
         for (name, h) in &e.heads {
             let acc = h.knn.as_ref().and_then(|k| k["k5"]).unwrap_or(f64::NAN);
-            // 10 balanced-ish classes: anything in (0, 1], and not a constant vote
-            assert!(acc > 0.0 && acc <= 1.0, "{name}: kNN {acc}");
+            // 10 classes (chance 0.1): a real vote over image features is far above a constant
+            // or shuffled one even for a barely trained model (pixels alone give ~0.8)
+            assert!(acc > 0.3 && acc <= 1.0, "{name}: kNN {acc}");
         }
         assert_eq!(e.heads["cls1"].block, Some(1));
         assert_eq!(e.heads["final"].block, None);

@@ -52,6 +52,13 @@ pub struct Args {
     /// Centre-crop size (default: the checkpoint's native size).
     #[arg(long)]
     pub image_size: Option<u32>,
+    /// Per-channel mean of the eval transform's normalisation (default ImageNet's): give the
+    /// values the model was trained with, e.g. its config's `data.views.mean`.
+    #[arg(long, value_delimiter = ',', default_values_t = data::IMAGENET_MEAN)]
+    pub mean: Vec<f32>,
+    /// Per-channel std of the normalisation (default ImageNet's).
+    #[arg(long, value_delimiter = ',', default_values_t = data::IMAGENET_STD)]
+    pub std: Vec<f32>,
     /// Linear-probe epochs (method.md §5.2 uses 50).
     #[arg(long, default_value_t = 50)]
     pub probe_epochs: usize,
@@ -112,6 +119,7 @@ pub fn evaluate(args: &Args) -> Result<Evaluated> {
         pool: args.pool.into(),
         final_norm: args.final_norm,
         size,
+        norm: normalisation(args)?,
     };
     let extract = |ds: &dyn Dataset, split, limit| {
         let part = Part { ds, split, limit };
@@ -180,14 +188,16 @@ fn cache_key(args: &Args, blocks: &[usize], size: u32) -> Result<String> {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     // FEATURE_VERSION: bump when the eval transform or the model's numerics change
     let spec = format!(
-        "{FEATURE_VERSION}|{}|{blocks:?}|{size}|{}|{}|{:?}|{}|{}|{}",
+        "{FEATURE_VERSION}|{}|{blocks:?}|{size}|{}|{}|{:?}|{}|{}|{}|{:?}|{:?}",
         args.data.display(),
         args.train_limit,
         args.test_limit,
         args.pool,
         args.final_norm,
         args.test_fraction,
-        args.split_seed
+        args.split_seed,
+        args.mean,
+        args.std
     );
     for b in bytes.iter().chain(spec.as_bytes()) {
         h = (h ^ *b as u64).wrapping_mul(0x100_0000_01b3);
@@ -201,6 +211,28 @@ struct FeatureSpec<'a> {
     pool: Pool,
     final_norm: bool,
     size: u32,
+    /// Per-channel mean and std of the eval transform.
+    norm: [[f32; 3]; 2],
+}
+
+/// `--mean` and `--std` as three values each, the std positive.
+fn normalisation(args: &Args) -> Result<[[f32; 3]; 2]> {
+    let three = |v: &[f32], name: &str| -> Result<[f32; 3]> {
+        let a: [f32; 3] = v
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("--{name} takes 3 comma-separated values, got {v:?}"))?;
+        ensure!(
+            a.iter().all(|x| x.is_finite()),
+            "--{name} {v:?}: values must be finite"
+        );
+        Ok(a)
+    };
+    let (mean, std) = (three(&args.mean, "mean")?, three(&args.std, "std")?);
+    ensure!(
+        std.iter().all(|&s| s > 0.0),
+        "--std {std:?}: values must be > 0"
+    );
+    Ok([mean, std])
 }
 
 /// Extracts (or reads back from the cache in `out`) the pooled features of the blocks (and of
@@ -279,7 +311,14 @@ fn extract(
                 format!("{}: eval needs labels (class subfolders)", ds.describe())
             })?;
             labels.push(label as f32);
-            x.extend(data::eval_view(&sample.image, resize, size));
+            let [mean, std] = spec.norm;
+            x.extend(data::views::eval_view_with(
+                &sample.image,
+                resize,
+                size,
+                mean,
+                std,
+            ));
         }
         Ok(ImageChunk {
             shape: [x.len() / (3 * s * s), 3, s, s],
@@ -380,6 +419,7 @@ pub fn write_reports(args: &Args, done: &Evaluated) -> Result<String> {
             "data": args.data,
             "split": source,
             "samples": {"train": n.train, "test": n.test, "skipped": n.skipped},
+            "normalisation": {"mean": args.mean, "std": args.std},
             "blocks": rows
         }))?
         .as_bytes(),

@@ -45,7 +45,9 @@ pub struct PretrainEvalConfig {
     pub knn_k: Vec<usize>,
     #[serde(default = "refine_cfg::default_probe_epochs")]
     pub probe_epochs: usize,
-    /// Query images shown with their reconstruction (`reconstructions/step-N.png`); 0: none.
+    /// Query images shown with their reconstruction (`reconstructions/step-N.png`) at each
+    /// evaluation; 0: none. Needs the evaluation on (`every_epochs` ≥ 1, a protocol) and, as
+    /// it does, a labelled dataset.
     #[serde(default = "default_reconstructions")]
     pub reconstructions: usize,
 }

@@ -8,7 +8,7 @@ use crate::model::features::{self, Tap};
 use crate::model::mae::{Mae, MaeConfig, patchify, random_masking};
 use crate::model::vit::{Pool, Vit};
 use crate::refine::config::OnlineEvalConfig;
-use crate::refine::online_eval::{self, EvalSets};
+use crate::refine::online_eval::{self, EMBED_BATCH, EvalSets, eval_image};
 use crate::rng::Rng;
 use crate::runlog::{Encoder, EvalEvent, EvalSamples, Event, Reconstructions, RunLog};
 use anyhow::Result;
@@ -20,10 +20,8 @@ use std::sync::Arc;
 const RECON_KEY: u64 = 0x5245_434F;
 /// Folder of the reconstruction PNGs in the run directory.
 pub const RECON_DIR: &str = "reconstructions";
-/// Images per forward pass.
-const EMBED_BATCH: usize = 128;
-/// Each reconstruction tile is the image scaled up by this factor (nearest neighbour).
-const TILE_SCALE: usize = 3;
+/// Reconstruction tiles are the images scaled up (nearest neighbour) to about this many pixels.
+const TILE_TARGET: usize = 96;
 
 /// The fixed samples and settings of a run's online evaluation.
 pub struct Monitor {
@@ -31,8 +29,7 @@ pub struct Monitor {
     sets: EvalSets,
     reconstructions: usize,
     size: usize,
-    mean: [f32; 3],
-    std: [f32; 3],
+    views: crate::data::MultiCropConfig,
     seed: u64,
 }
 
@@ -56,8 +53,7 @@ impl Monitor {
             sets,
             reconstructions: cfg.eval.reconstructions,
             size: v.global_size(),
-            mean: v.mean,
-            std: v.std,
+            views: v.clone(),
             seed: cfg.run.seed,
         }))
     }
@@ -93,10 +89,9 @@ impl Monitor {
         }))
     }
 
-    /// The eval transform (resize to size/0.875, centre crop) with the run's normalisation.
+    /// The eval transform with the run's normalisation.
     fn eval_image(&self, img: &image::RgbImage) -> Vec<f32> {
-        let resize = (self.size as f64 / 0.875).round() as u32;
-        data::views::eval_view_with(img, resize, self.size as u32, self.mean, self.std)
+        eval_image(&self.views, img, self.size)
     }
 
     /// Scores the CLS token of every block (`cls<i>`) and of the final-norm output (`final`).
@@ -136,8 +131,8 @@ impl Monitor {
         }))
     }
 
-    /// A PNG with one column per fixed query image: the image, its visible patches (75 %
-    /// masked, grey), and the reconstruction (predicted patches, de-normalised by the target
+    /// A PNG with one column per fixed query image: the image, its visible patches (the masked
+    /// ones grey), and the reconstruction (predicted patches, de-normalised by the target
     /// patch's statistics under `norm_pix_loss`, pasted among the visible ones).
     /// Returns the PNG and the dataset indices of its columns.
     fn reconstruct(
@@ -171,8 +166,8 @@ impl Monitor {
         let grid = PatchGrid {
             p,
             side: s / p,
-            mean: self.mean,
-            std: self.std,
+            mean: self.views.mean,
+            std: self.views.std,
         };
         let mut canvas = Canvas::new(n, s);
         for i in 0..n {
@@ -217,18 +212,21 @@ struct PatchGrid {
 struct Canvas {
     img: image::RgbImage,
     tile: usize,
+    scale: usize,
 }
 
 impl Canvas {
     const GAP: usize = 2;
 
     fn new(columns: usize, size: usize) -> Self {
-        let tile = size * TILE_SCALE;
+        let scale = (TILE_TARGET / size.max(1)).max(1);
+        let tile = size * scale;
         let (w, h) = (columns * (tile + Self::GAP), 3 * (tile + Self::GAP));
         let white = image::Rgb([255, 255, 255]);
         Self {
             img: image::RgbImage::from_pixel(w as u32, h as u32, white),
             tile,
+            scale,
         }
     }
 
@@ -253,9 +251,10 @@ impl Canvas {
                             (x.clamp(0.0, 1.0) * 255.0).round() as u8
                         }),
                     };
-                    let (y, x) = ((gy * g.p + py) * TILE_SCALE, (gx * g.p + px) * TILE_SCALE);
-                    for dy in 0..TILE_SCALE {
-                        for dx in 0..TILE_SCALE {
+                    let k = self.scale;
+                    let (y, x) = ((gy * g.p + py) * k, (gx * g.p + px) * k);
+                    for dy in 0..k {
+                        for dx in 0..k {
                             let at = ((x0 + x + dx) as u32, (y0 + y + dy) as u32);
                             self.img.put_pixel(at.0, at.1, image::Rgb(rgb));
                         }
@@ -276,6 +275,49 @@ impl Canvas {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patches_are_drawn_back_where_patchify_took_them() {
+        // a 8×8 image, patch 4: every pixel and channel distinct, so any swap of rows/columns,
+        // of positions within a patch or of channels shows
+        let (s, p) = (8usize, 4usize);
+        let (mean, std) = ([0.1f32, 0.2, 0.3], [0.5f32, 0.25, 0.125]);
+        let value = |c: usize, y: usize, x: usize| ((c * 64 + y * 8 + x) as f32) / 192.0;
+        let mut data = Vec::new();
+        for c in 0..3 {
+            for y in 0..s {
+                for x in 0..s {
+                    data.push((value(c, y, x) - mean[c]) / std[c]);
+                }
+            }
+        }
+        let x = Tensor::<4>::from_data(TensorData::new(data, [1, 3, s, s]), &Device::flex());
+        let patches = host(patchify(x, p).unwrap()).unwrap().data;
+        let pd = p * p * 3;
+        let grid = PatchGrid {
+            p,
+            side: s / p,
+            mean,
+            std,
+        };
+        let mut canvas = Canvas::new(1, s);
+        canvas.draw(0, 0, &grid, |k| {
+            Some(patches[k * pd..(k + 1) * pd].to_vec())
+        });
+        let k = canvas.scale;
+        assert_eq!(k, TILE_TARGET / s);
+        for y in 0..s {
+            for x in 0..s {
+                let got = canvas
+                    .img
+                    .get_pixel((x * k + k / 2) as u32, (y * k) as u32)
+                    .0;
+                let want: [u8; 3] =
+                    std::array::from_fn(|c| (value(c, y, x).clamp(0.0, 1.0) * 255.0).round() as u8);
+                assert_eq!(got, want, "pixel ({y}, {x})");
+            }
+        }
+    }
 
     #[test]
     fn denormalising_a_normalised_patch_gives_it_back() {

@@ -14,7 +14,7 @@ use serde_json::Value;
 use std::sync::Arc;
 
 /// Images per forward pass when embedding evaluation or snapshot samples.
-const EMBED_BATCH: usize = 128;
+pub const EMBED_BATCH: usize = 128;
 
 /// Fixed bank and query samples, and the protocols to score them with.
 pub struct OnlineEval {
@@ -75,11 +75,10 @@ impl OnlineEval {
             }
         };
         let size = t.cfg.data.views.global_size();
-        let (bank, queries) = self
-            .sets
-            .embed(&|img| eval_image(t, img, size), &|imgs, n| {
-                embed_heads(t, model, imgs, n)
-            })?;
+        let (bank, queries) = self.sets.embed(
+            &|img| eval_image(&t.cfg.data.views, img, size),
+            &|imgs, n| embed_heads(t, model, imgs, n),
+        )?;
         let taps: Vec<(String, Tap)> = t.specs.iter().map(|s| (s.name.clone(), s.block)).collect();
         let (heads, summary) = score(&taps, &bank, &queries, &self.cfg.scoring(), &t.device)?;
         let name = match which {
@@ -339,11 +338,11 @@ fn embed_part(
     })
 }
 
-/// The eval transform (resize to size/0.875, centre crop) normalised like the training views.
-pub fn eval_image(t: &Trainer, img: &image::RgbImage, size: usize) -> Vec<f32> {
-    let v = &t.cfg.data.views;
+/// The eval transform (resize to size/0.875, centre crop to `size`) normalised like the
+/// training `views`.
+pub fn eval_image(views: &data::MultiCropConfig, img: &image::RgbImage, size: usize) -> Vec<f32> {
     let resize = (size as f64 / 0.875).round() as u32;
-    data::views::eval_view_with(img, resize, size as u32, v.mean, v.std)
+    data::views::eval_view_with(img, resize, size as u32, views.mean, views.std)
 }
 
 /// Features `[n, dim]` (pooled as the heads are, `heads.pool`) of `n` images (`[n, 3, s, s]` row-major) from `model` (the EMA or

@@ -343,7 +343,7 @@ pub fn snapshot(t: &Trainer, ds: &dyn data::Dataset, log: &mut RunLog) -> Result
         let Some(s) = data::get_or_skip(ds, i, &mut skipped) else {
             continue;
         };
-        imgs.extend(online_eval::eval_image(t, &s.image, size));
+        imgs.extend(online_eval::eval_image(&t.cfg.data.views, &s.image, size));
         labels.push(s.label.map_or(-1.0, |l| l as f32));
         index.push(i as f32);
     }

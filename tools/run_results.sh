@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The runs and evaluations behind RESULTS.md, stage by stage; each command's wall time goes to
+# $OUT/times.txt. Usage:
+#   MIMR=path/to/mimr CIFAR=/path/to/cifar10-jpg OUT=runs/results bash tools/run_results.sh STAGE
+# STAGE, in order: fmnist-pretrain (makes assets/demo_mae.safetensors: its run dir's
+# encoder.safetensors, copied there) | fmnist-init | fmnist-refine | fmnist-control |
+# cifar-pretrain | cifar-init | cifar-refine | cifar-control | eval-fmnist | eval-cifar
+# CIFAR-10 is the ImageFolder JPEG version (train/<class>/*.jpg, test/<class>/*.jpg); it is not
+# part of mimr. Fashion-MNIST comes from `apt-get install dataset-fashion-mnist`.
+set -euo pipefail
+MIMR=$(realpath -m "${MIMR:-target/release/mimr}")
+CIFAR=$(realpath -m "${CIFAR:-/tmp/cifar}")
+OUT=$(realpath -m "${OUT:-runs/results}")
+cd "$(dirname "$0")/.."
+FMNIST=/usr/share/datasets/fashion-mnist
+mkdir -p "$OUT"
+
+timed() { # name, command…
+    local name=$1 start end
+    shift
+    start=$(date +%s)
+    "$@"
+    end=$(date +%s)
+    echo "$name $((end - start)) s: $*" >>"$OUT/times.txt"
+}
+
+# the normalisation each model was trained with (data.views.mean/std of its configs)
+FMNIST_NORM=(--mean 0.2860,0.2860,0.2860 --std 0.3530,0.3530,0.3530)
+CIFAR_NORM=(--mean 0.4914,0.4822,0.4465 --std 0.2470,0.2435,0.2616)
+
+eval_all() { # name, checkpoint, dataset, normalisation…
+    local name=$1 ckpt=$2 data=$3
+    shift 3
+    timed "eval-$name" "$MIMR" eval "$ckpt" --data "$data" --blocks all --final-norm \
+        --protocols knn,probe,cluster --train-limit 10000 --test-limit 10000 \
+        --device cpu "$@" --out "$OUT/eval-$name"
+}
+
+case ${1:-} in
+fmnist-pretrain)
+    timed fmnist-pretrain "$MIMR" pretrain --config configs/demo_mae.toml \
+        --set "run.dir=\"$OUT/demo_mae\"" ;;
+fmnist-init)
+    "$MIMR" pretrain --config configs/demo_mae.toml --init-only "$OUT/init_fmnist.safetensors" ;;
+fmnist-refine)
+    timed fmnist-refine "$MIMR" refine --config configs/demo.toml \
+        --set "model.checkpoint=\"$PWD/assets/demo_mae.safetensors\"" \
+        --set "run.dir=\"$OUT/demo\"" --set 'run.device="cpu"' ;;
+fmnist-control)
+    timed fmnist-control "$MIMR" refine --config configs/demo.toml \
+        --set "model.checkpoint=\"$OUT/init_fmnist.safetensors\"" \
+        --set "run.dir=\"$OUT/demo_control\"" --set 'run.device="cpu"' ;;
+cifar-pretrain)
+    timed cifar-pretrain "$MIMR" pretrain --config configs/mae_cifar10.toml \
+        --set "data.train=\"$CIFAR\"" --set "run.dir=\"$OUT/mae_cifar10\"" ;;
+cifar-init)
+    "$MIMR" pretrain --config configs/mae_cifar10.toml --set "data.train=\"$CIFAR\"" \
+        --init-only "$OUT/init_cifar10.safetensors" ;;
+cifar-refine)
+    timed cifar-refine "$MIMR" refine --config configs/cifar10_refine.toml \
+        --set "data.train=\"$CIFAR\"" \
+        --set "model.checkpoint=\"$OUT/mae_cifar10/encoder.safetensors\"" \
+        --set "run.dir=\"$OUT/cifar10_refine\"" ;;
+cifar-control)
+    timed cifar-control "$MIMR" refine --config configs/cifar10_refine.toml \
+        --set "data.train=\"$CIFAR\"" \
+        --set "model.checkpoint=\"$OUT/init_cifar10.safetensors\"" \
+        --set "run.dir=\"$OUT/cifar10_control\"" ;;
+eval-fmnist)
+    eval_all fmnist-mae assets/demo_mae.safetensors "$FMNIST" "${FMNIST_NORM[@]}"
+    eval_all fmnist-refined "$OUT/demo/encoder_ema.safetensors" "$FMNIST" "${FMNIST_NORM[@]}"
+    eval_all fmnist-init "$OUT/init_fmnist.safetensors" "$FMNIST" "${FMNIST_NORM[@]}"
+    eval_all fmnist-control "$OUT/demo_control/encoder_ema.safetensors" "$FMNIST" "${FMNIST_NORM[@]}" ;;
+eval-cifar)
+    eval_all cifar-mae "$OUT/mae_cifar10/encoder.safetensors" "$CIFAR" "${CIFAR_NORM[@]}"
+    eval_all cifar-refined "$OUT/cifar10_refine/encoder_ema.safetensors" "$CIFAR" "${CIFAR_NORM[@]}"
+    eval_all cifar-init "$OUT/init_cifar10.safetensors" "$CIFAR" "${CIFAR_NORM[@]}"
+    eval_all cifar-control "$OUT/cifar10_control/encoder_ema.safetensors" "$CIFAR" "${CIFAR_NORM[@]}" ;;
+*)
+    echo "usage: bash tools/run_results.sh fmnist-pretrain|fmnist-init|fmnist-refine|fmnist-control|cifar-pretrain|cifar-init|cifar-refine|cifar-control|eval-fmnist|eval-cifar" >&2
+    exit 2 ;;
+esac
