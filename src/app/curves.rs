@@ -2,6 +2,7 @@
 //! each online-eval metric), one line per head in its block colour, smoothed over the faint raw one.
 
 use super::palette::tap_color;
+use super::recon::{self, ReconCache};
 use super::runs::OpenRun;
 use crate::view::{HeadMetric, MetricKey, RunMetric, RunModel, XAxis, points};
 use eframe::egui::{self, Color32, Id, Ui};
@@ -103,18 +104,34 @@ impl CurveCache {
     }
 }
 
-/// Draws the settings row and the grid of plots for the shown runs.
-pub fn show(ui: &mut Ui, runs: &[OpenRun], settings: &mut CurveSettings, cache: &mut CurveCache) {
+/// The Curves tab's state kept between frames: the plots' lines and the reconstructions image.
+#[derive(Default)]
+pub struct CurvesView {
+    pub lines: CurveCache,
+    pub recon: ReconCache,
+}
+
+/// Draws the settings row, the selected run's reconstructions (pre-training runs) and the grid of
+/// plots for the shown runs.
+pub fn show(
+    ui: &mut Ui,
+    runs: &[OpenRun],
+    selected: Option<&OpenRun>,
+    settings: &mut CurveSettings,
+    view: &mut CurvesView,
+) {
     controls(ui, settings);
     let shown: Vec<&OpenRun> = runs.iter().filter(|r| r.shown).collect();
-    let plots = cache.plots(&shown, settings);
-    if plots.is_empty() {
-        ui.label("No steps logged yet.");
-        return;
-    }
+    let plots = view.lines.plots(&shown, settings);
     let cols = ((ui.available_width() / 380.0).floor() as usize).max(1);
     let width = ui.available_width() / cols as f32 - 8.0;
     egui::ScrollArea::vertical().show(ui, |ui| {
+        if let Some(run) = selected {
+            recon::section(ui, run, &mut view.recon);
+        }
+        if plots.is_empty() {
+            ui.label("No steps logged yet.");
+        }
         for row in plots.chunks(cols) {
             ui.horizontal(|ui| {
                 for (q, lines) in row {

@@ -9,6 +9,7 @@ pub mod layers;
 pub mod map;
 pub mod palette;
 pub mod points;
+pub mod recon;
 pub mod runs;
 pub mod start;
 pub mod status;
@@ -70,7 +71,7 @@ pub struct MimrApp {
     selected: usize,
     tab: Tab,
     curves: CurveSettings,
-    curve_cache: curves::CurveCache,
+    curve_view: curves::CurvesView,
     layers: LayerSettings,
     map: MapSettings,
     /// The "open a run folder" field.
@@ -166,7 +167,7 @@ impl MimrApp {
             selected: 0,
             tab: Tab::default(),
             curves: CurveSettings::default(),
-            curve_cache: curves::CurveCache::default(),
+            curve_view: curves::CurvesView::default(),
             layers: LayerSettings::default(),
             map: MapSettings::default(),
             open_path: String::new(),
@@ -186,6 +187,11 @@ impl MimrApp {
     /// The map's settings (projection, colouring, k).
     pub fn map_settings(&self) -> &MapSettings {
         &self.map
+    }
+
+    /// How many reconstructions images the Curves tab has read and decoded so far.
+    pub fn reconstruction_loads(&self) -> u64 {
+        self.curve_view.recon.loads()
     }
 
     /// The tab shown.
@@ -257,8 +263,9 @@ impl MimrApp {
                 (_, None) => {
                     ui.label("Open a run directory (written by `mimr refine`) on the left.");
                 }
-                (Tab::Curves, Some(_)) => {
-                    curves::show(ui, &self.runs, &mut self.curves, &mut self.curve_cache)
+                (Tab::Curves, Some(run)) => {
+                    let (curves, view) = (&mut self.curves, &mut self.curve_view);
+                    curves::show(ui, &self.runs, Some(run), curves, view)
                 }
                 (Tab::Layers, Some(run)) => layers::show(ui, &run.model, &mut self.layers),
                 (Tab::Map, Some(_)) => {
