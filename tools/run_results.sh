@@ -28,12 +28,17 @@ timed() { # name, command…
 FMNIST_NORM=(--mean 0.2860,0.2860,0.2860 --std 0.3530,0.3530,0.3530)
 CIFAR_NORM=(--mean 0.4914,0.4822,0.4465 --std 0.2470,0.2435,0.2616)
 
+# kNN and k-means of every block, the linear probe (50 epochs) of the last block and the
+# final-norm output, on 10 000 training images (bank / probe training) and 10 000 test images
 eval_all() { # name, checkpoint, dataset, normalisation…
     local name=$1 ckpt=$2 data=$3
     shift 3
     timed "eval-$name" "$MIMR" eval "$ckpt" --data "$data" --blocks all --final-norm \
-        --protocols knn,probe,cluster --train-limit 10000 --test-limit 10000 \
+        --protocols knn,cluster --train-limit 10000 --test-limit 10000 \
         --device cpu "$@" --out "$OUT/eval-$name"
+    timed "probe-$name" "$MIMR" eval "$ckpt" --data "$data" --blocks last --final-norm \
+        --protocols probe --train-limit 10000 --test-limit 10000 \
+        --device cpu "$@" --out "$OUT/probe-$name"
 }
 
 case ${1:-} in
