@@ -141,9 +141,9 @@ impl Monitor {
         cfg: &MaeConfig,
         device: &Device,
     ) -> Result<(Vec<u8>, Vec<usize>)> {
-        let (ds, indices) = self.sets.first_queries(self.reconstructions);
+        let (ds, indices) = self.sets.some_queries(self.reconstructions);
         let (mut imgs, mut shown, mut skipped) = (Vec::new(), Vec::new(), 0);
-        for &i in indices {
+        for i in indices {
             if let Some(sample) = data::get_or_skip(ds, i, &mut skipped) {
                 imgs.extend(self.eval_image(&sample.image));
                 shown.push(i);

@@ -174,10 +174,13 @@ impl EvalSets {
         Ok(n)
     }
 
-    /// The first `n` query samples (e.g. fixed examples to show).
-    pub fn first_queries(&self, n: usize) -> (&dyn Dataset, &[usize]) {
+    /// `n` query samples spread evenly over the queries (fixed examples to show; a folder's
+    /// queries are ordered by class, so the first `n` would often be one class).
+    pub fn some_queries(&self, n: usize) -> (&dyn Dataset, Vec<usize>) {
         let q = &self.queries;
-        (q.ds.as_ref(), &q.indices[..n.min(q.indices.len())])
+        let (len, n) = (q.indices.len(), n.min(q.indices.len()));
+        let picked = (0..n).map(|i| q.indices[i * len / n]).collect();
+        (q.ds.as_ref(), picked)
     }
 }
 
