@@ -10,7 +10,7 @@ use crate::model::vit::{Pool, Vit};
 use crate::refine::config::OnlineEvalConfig;
 use crate::refine::online_eval::{self, EMBED_BATCH, EvalSets, eval_image};
 use crate::rng::Rng;
-use crate::runlog::{Encoder, EvalEvent, EvalSamples, Event, Reconstructions, RunLog};
+use crate::runlog::{Encoder, Event, Reconstructions, RunLog};
 use anyhow::Result;
 use burn::tensor::{Device, Tensor, TensorData};
 use std::path::Path;
@@ -117,18 +117,14 @@ impl Monitor {
         let (heads, summary) =
             online_eval::score(&taps, &bank, &queries, &self.cfg.scoring(), device)?;
         tracing::info!("[eval] step {step}: {}", summary.join(", "));
-        log.write(&Event::Eval(EvalEvent {
-            step,
-            encoder: Encoder::Live,
-            epoch,
-            split: self.cfg.split.name().into(),
-            samples: EvalSamples {
-                bank: bank.labels.len(),
-                queries: queries.labels.len(),
-                skipped: bank.skipped + queries.skipped,
-            },
+        let event = online_eval::eval_event(
+            (step, epoch),
+            Encoder::Live,
+            &self.cfg,
+            (&bank, &queries),
             heads,
-        }))
+        );
+        log.write(&event)
     }
 
     /// A PNG with one column per fixed query image: the image, its visible patches (the masked

@@ -86,19 +86,31 @@ impl OnlineEval {
             Encoder::Live => "eval, live encoder",
         };
         tracing::info!("[{name}] step {}: {}", t.step, summary.join(", "));
-        log.write(&Event::Eval(EvalEvent {
-            step: t.step,
-            encoder: which,
-            epoch,
-            split: self.cfg.split.name().into(),
-            samples: EvalSamples {
-                bank: bank.labels.len(),
-                queries: queries.labels.len(),
-                skipped: bank.skipped + queries.skipped,
-            },
-            heads,
-        }))
+        let at = (t.step, epoch);
+        log.write(&eval_event(at, which, &self.cfg, (&bank, &queries), heads))
     }
+}
+
+/// The `eval` event of scores `heads` after `at = (step, epoch)` of `encoder`'s features.
+pub fn eval_event(
+    (step, epoch): (u64, f64),
+    encoder: Encoder,
+    cfg: &OnlineEvalConfig,
+    (bank, queries): (&Embedded, &Embedded),
+    heads: std::collections::BTreeMap<String, EvalHead>,
+) -> Event {
+    Event::Eval(EvalEvent {
+        step,
+        encoder,
+        epoch,
+        split: cfg.split.name().into(),
+        samples: EvalSamples {
+            bank: bank.labels.len(),
+            queries: queries.labels.len(),
+            skipped: bank.skipped + queries.skipped,
+        },
+        heads,
+    })
 }
 
 impl EvalSets {
