@@ -15,13 +15,40 @@ pub fn load_folder(
     let mut data = Vec::new();
     let (mut used, mut skipped) = (Vec::new(), Vec::new());
     for p in paths {
-        match image::open(p) {
+        // decoded under the dataset reader's limits: a file claiming a huge image is skipped
+        match crate::data::folder::decode_file(p) {
             Ok(img) => {
-                data.extend(crate::data::eval_view(&img.to_rgb8(), resize, crop));
+                data.extend(crate::data::eval_view(&img, resize, crop));
                 used.push(p.clone());
             }
-            Err(e) => skipped.push((p.clone(), e.to_string())),
+            Err(e) => skipped.push((p.clone(), format!("{:#}", e.root_cause()))),
         }
     }
     (data, used, skipped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corrupt_and_huge_images_are_skipped_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = dir.path().join("a.png");
+        image::RgbImage::new(8, 8).save(&ok).unwrap();
+        let huge = dir.path().join("huge.png");
+        std::fs::write(
+            &huge,
+            crate::data::folder::tests::png_claiming(100_000, 100_000),
+        )
+        .unwrap();
+        let bad = dir.path().join("bad.jpg");
+        std::fs::write(&bad, b"not an image").unwrap();
+        let (data, used, skipped) = load_folder(&[ok.clone(), huge.clone(), bad.clone()], 8, 8);
+        assert_eq!(used, [ok]);
+        assert_eq!(data.len(), 3 * 8 * 8);
+        let skipped_paths: Vec<&PathBuf> = skipped.iter().map(|(p, _)| p).collect();
+        assert_eq!(skipped_paths, [&huge, &bad]);
+        assert!(skipped[0].1.contains("limit"), "{}", skipped[0].1);
+    }
 }

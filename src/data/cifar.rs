@@ -96,25 +96,49 @@ fn batch_files(dir: &Path, kind: Kind, split: Split) -> Vec<PathBuf> {
     names.into_iter().map(|n| dir.join(n)).collect()
 }
 
+/// Largest batch file read: 1 GiB (CIFAR-100's `train.bin` is 154 MB); checked before reading.
+pub const MAX_BATCH_BYTES: u64 = 1 << 30;
+
 /// Reads one batch file and checks that its size and labels are consistent with `kind`.
 fn read_batch(path: &Path, kind: Kind) -> Result<Vec<u8>> {
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .len();
+    ensure!(
+        len <= MAX_BATCH_BYTES,
+        "{}: {len} bytes is more than the {MAX_BATCH_BYTES} a CIFAR batch file may have \
+         (not a CIFAR binary batch?)",
+        path.display()
+    );
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    check_batch(&bytes, kind).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(bytes)
+}
+
+/// Checks that `bytes` are whole records of `kind` (at least one) with labels in range.
+fn check_batch(bytes: &[u8], kind: Kind) -> Result<()> {
     let (hdr, lab, n_classes) = kind.layout();
     let rec = hdr + PIXELS;
     ensure!(
         !bytes.is_empty() && bytes.len().is_multiple_of(rec),
-        "{}: size {} bytes is not a positive multiple of the {kind:?} record size {rec} (truncated or not a CIFAR binary batch)",
-        path.display(),
+        "size {} bytes is not a positive multiple of the {kind:?} record size {rec} (truncated or not a CIFAR binary batch)",
         bytes.len()
     );
     let mut labels = bytes.chunks_exact(rec).map(|r| r[lab]).enumerate();
     if let Some((i, l)) = labels.find(|&(_, l)| l as usize >= n_classes) {
-        bail!(
-            "{}: record {i} has label {l}, but {kind:?} has {n_classes} classes (corrupt file)",
-            path.display()
-        );
+        bail!("record {i} has label {l}, but {kind:?} has {n_classes} classes (corrupt file)");
     }
-    Ok(bytes)
+    // CIFAR-100 records carry a coarse label (20 superclasses) before the fine one
+    if kind == Kind::Cifar100
+        && let Some((i, c)) = bytes
+            .chunks_exact(rec)
+            .map(|r| r[0])
+            .enumerate()
+            .find(|&(_, c)| c >= 20)
+    {
+        bail!("record {i} has coarse label {c}, but CIFAR-100 has 20 superclasses (corrupt file)");
+    }
+    Ok(())
 }
 
 fn class_names(dir: &Path, kind: Kind) -> Result<Vec<String>> {
@@ -310,5 +334,53 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("data_batch_1.bin"), "{err}");
+    }
+
+    #[test]
+    fn mutated_batches_give_ok_or_err_without_panicking() {
+        let good10 = [record(&[1], 1), record(&[9], 9), record(&[0], 0)].concat();
+        let good100 = [record(&[3, 42], 42), record(&[19, 99], 99)].concat();
+        let mut m = crate::data::mutate::Mutator::new(10);
+        let mut errors = 0;
+        for i in 0..500 {
+            let (kind, good) = if i % 2 == 0 {
+                (Kind::Cifar10, &good10)
+            } else {
+                (Kind::Cifar100, &good100)
+            };
+            let bytes = m.mutate(good);
+            match check_batch(&bytes, kind) {
+                Ok(()) => {
+                    let ds = CifarDataset {
+                        dir: PathBuf::from("m"),
+                        split: Split::Test,
+                        kind,
+                        records: bytes,
+                        classes: vec![String::new(); kind.layout().2],
+                    };
+                    for j in 0..=ds.len() {
+                        let (s, l) = (ds.get(j), ds.label(j));
+                        assert_eq!(s.is_ok(), j < ds.len());
+                        assert_eq!(l.unwrap_or(None), s.ok().and_then(|s| s.label));
+                    }
+                }
+                Err(_) => errors += 1,
+            }
+        }
+        assert!(errors > 100, "{errors}");
+    }
+
+    #[test]
+    fn oversized_batch_file_is_refused_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("test_batch.bin");
+        let f = std::fs::File::create(&p).unwrap();
+        // sparse: no disk space used
+        f.set_len(MAX_BATCH_BYTES + 3073).unwrap();
+        let err = format!("{:#}", read_batch(&p, Kind::Cifar10).unwrap_err());
+        assert!(
+            err.contains("test_batch.bin") && err.contains("1073741824"),
+            "{err}"
+        );
     }
 }

@@ -126,12 +126,24 @@ impl FolderDataset {
     }
 }
 
-/// Decodes an image file, guessing the format from its content (not only its extension).
+/// Largest image width or height decoded: 16384 pixels.
+pub const MAX_IMAGE_SIDE: u32 = 16384;
+/// Most memory a decoder may allocate for one image: 512 MiB.
+pub const MAX_IMAGE_ALLOC: u64 = 512 << 20;
+
+/// Decodes an image file, guessing the format from its content (not only its extension). The
+/// decoder's limits ([`MAX_IMAGE_SIDE`], [`MAX_IMAGE_ALLOC`]) make a small file that claims a huge
+/// image an error like any corrupt file, before its pixels are allocated.
 pub fn decode_file(path: &Path) -> Result<image::RgbImage> {
-    let reader = image::ImageReader::open(path)
+    let mut reader = image::ImageReader::open(path)
         .with_context(|| format!("cannot open image {}", path.display()))?
         .with_guessed_format()
         .with_context(|| format!("cannot read image {}", path.display()))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_IMAGE_ALLOC);
+    reader.limits(limits);
     let img = reader
         .decode()
         .with_context(|| format!("cannot decode image {}", path.display()))?;
@@ -230,7 +242,7 @@ pub(crate) fn make_test_folder(root: &Path, corrupt: bool) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -287,6 +299,58 @@ mod tests {
             "{}",
             test.describe()
         );
+    }
+
+    /// A PNG with a valid header claiming `w`×`h` pixels and (tiny) valid zlib data that
+    /// decodes to far fewer bytes.
+    pub(crate) fn png_claiming(w: u32, h: u32) -> Vec<u8> {
+        fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+            out.extend((data.len() as u32).to_be_bytes());
+            let mut body = kind.to_vec();
+            body.extend(data);
+            let mut crc = flate2::Crc::new();
+            crc.update(&body);
+            out.extend(&body);
+            out.extend(crc.sum().to_be_bytes());
+        }
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut ihdr = w.to_be_bytes().to_vec();
+        ihdr.extend(h.to_be_bytes());
+        ihdr.extend([8, 2, 0, 0, 0]); // 8-bit RGB
+        chunk(&mut png, b"IHDR", &ihdr);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut z, &vec![0u8; 1 << 16]).unwrap();
+        chunk(&mut png, b"IDAT", &z.finish().unwrap());
+        chunk(&mut png, b"IEND", &[]);
+        png
+    }
+
+    #[test]
+    fn images_claiming_huge_sizes_are_skipped_and_counted_as_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        make_test_folder(dir.path(), false);
+        let cat = dir.path().join("cat");
+        // 100000 x 100000 (30 GB of pixels) from an 80-byte file
+        std::fs::write(cat.join("huge.png"), png_claiming(100_000, 100_000)).unwrap();
+        // a real 20000 x 1 image: tiny, but wider than the limit (image's default limits take it)
+        image::RgbImage::new(20_000, 1)
+            .save(cat.join("wide.png"))
+            .unwrap();
+        let ds = FolderDataset::open(dir.path(), Split::Train).unwrap();
+        let names: Vec<String> = (0..ds.len()).map(|i| ds.item_name(i)).collect();
+        let mut skipped = 0;
+        let got: Vec<usize> = (0..ds.len())
+            .filter_map(|i| crate::data::get_or_skip(&ds, i, &mut skipped).map(|s| s.index))
+            .collect();
+        assert_eq!(skipped, 2, "{names:?}");
+        assert_eq!(got.len(), 5);
+        for (i, name) in names.iter().enumerate() {
+            let bad = name.ends_with("huge.png") || name.ends_with("wide.png");
+            assert_eq!(ds.verify(i).is_err(), bad, "{name}");
+        }
+        let huge = names.iter().position(|n| n.ends_with("huge.png")).unwrap();
+        let err = format!("{:#}", ds.get(huge).err().unwrap());
+        assert!(err.contains("huge.png") && err.contains("limit"), "{err}");
     }
 
     #[test]

@@ -54,33 +54,88 @@ pub fn detect(dir: &Path) -> bool {
         .any(|p| find_file(dir, &format!("{p}-images-idx3-ubyte")).is_some())
 }
 
-/// Reads a whole file, gunzipping it when it starts with the gzip magic bytes.
-fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .with_context(|| {
-                format!(
-                    "{}: corrupt gzip stream (download the file again)",
-                    path.display()
-                )
-            })?;
-        Ok(out)
-    } else {
-        Ok(raw)
-    }
-}
+/// Largest IDX data accepted, in bytes: 4 GiB (Fashion-MNIST's training images are 47 MB). The
+/// header's dimensions are checked against it, and against the file, before the data is read; a
+/// gzipped file is decompressed only up to what its header declares (a tiny `.gz` of zeros can
+/// expand to gigabytes).
+pub const MAX_IDX_BYTES: u64 = 4 << 30;
 
-/// Reads an unsigned-byte IDX file with `ndims` dimensions (magic 0x0000080N); returns dims and data.
+/// Reads an unsigned-byte IDX file with `ndims` dimensions (magic 0x0000080N), gunzipping it when
+/// it starts with the gzip magic bytes; returns dims and data.
 pub fn read_idx(path: &Path, ndims: u8) -> Result<(Vec<usize>, Vec<u8>)> {
-    let bytes = read_maybe_gz(path)?;
-    parse_idx(&bytes, ndims).with_context(|| format!("{} is not a valid IDX file", path.display()))
+    read_idx_capped(path, ndims, MAX_IDX_BYTES)
 }
 
-/// Parses IDX bytes: big-endian magic `0x00 0x00 0x08 ndims`, `ndims` big-endian u32 sizes, data.
-pub fn parse_idx(bytes: &[u8], ndims: u8) -> Result<(Vec<usize>, Vec<u8>)> {
+/// [`read_idx`] with the data-size cap as a parameter.
+fn read_idx_capped(path: &Path, ndims: u8, cap: u64) -> Result<(Vec<usize>, Vec<u8>)> {
+    use std::io::{BufReader, Seek};
+    let cannot = || format!("cannot read {}", path.display());
+    let invalid = || format!("{} is not a valid IDX file", path.display());
+    let gz_corrupt = || {
+        format!(
+            "{}: corrupt gzip stream (download the file again)",
+            path.display()
+        )
+    };
+    let mut file = std::fs::File::open(path).with_context(cannot)?;
+    let file_len = file.metadata().with_context(cannot)?.len();
+    let mut magic = Vec::new();
+    file.by_ref()
+        .take(2)
+        .read_to_end(&mut magic)
+        .with_context(cannot)?;
+    file.rewind().with_context(cannot)?;
+    let gz = magic == [0x1f, 0x8b];
+    let mut reader: Box<dyn Read> = if gz {
+        Box::new(flate2::read::GzDecoder::new(BufReader::new(file)))
+    } else {
+        Box::new(BufReader::new(file))
+    };
+    let header_len = 4 + 4 * ndims as u64;
+    let mut header = Vec::new();
+    reader
+        .by_ref()
+        .take(header_len)
+        .read_to_end(&mut header)
+        .with_context(|| if gz { gz_corrupt() } else { cannot() })?;
+    let (dims, n) = parse_header(&header, ndims).with_context(invalid)?;
+    if !gz {
+        let have = file_len.saturating_sub(header_len);
+        ensure!(
+            have == n,
+            "{}: dimensions {dims:?} need {n} data bytes but the file has {have} (truncated or corrupt)",
+            path.display()
+        );
+    }
+    ensure!(
+        n <= cap,
+        "{}: dimensions {dims:?} declare {n} data bytes, more than the {cap}-byte limit for IDX files \
+         (corrupt header?)",
+        path.display()
+    );
+    let mut data = Vec::new();
+    reader
+        .take(n + 1)
+        .read_to_end(&mut data)
+        .with_context(|| if gz { gz_corrupt() } else { cannot() })?;
+    let have = data.len() as u64;
+    ensure!(
+        have <= n,
+        "{}: decompresses to more than the {n} data bytes its dimensions {dims:?} declare \
+         (corrupt file or a gzip bomb)",
+        path.display()
+    );
+    ensure!(
+        have == n,
+        "{}: dimensions {dims:?} need {n} data bytes but the file has {have} (truncated or corrupt)",
+        path.display()
+    );
+    Ok((dims, data))
+}
+
+/// Parses an IDX header (big-endian magic `0x00 0x00 0x08 ndims`, `ndims` big-endian u32
+/// sizes): the dimensions and the data length they declare (checked arithmetic).
+fn parse_header(bytes: &[u8], ndims: u8) -> Result<(Vec<usize>, u64)> {
     ensure!(
         bytes.len() >= 4,
         "only {} bytes: too short for an IDX header",
@@ -100,15 +155,28 @@ pub fn parse_idx(bytes: &[u8], ndims: u8) -> Result<(Vec<usize>, Vec<u8>)> {
         "header truncated: {} bytes, need {header}",
         bytes.len()
     );
-    let dims: Vec<usize> = (0..ndims as usize)
+    let dims32: Vec<u32> = (0..ndims as usize)
         .map(|i| {
             let o = 4 + 4 * i;
-            u32::from_be_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]) as usize
+            u32::from_be_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]])
         })
         .collect();
-    let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-    let n = n.with_context(|| format!("dimensions {dims:?} overflow"))?;
-    let have = bytes.len() - header;
+    let n = dims32
+        .iter()
+        .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
+        .with_context(|| format!("dimensions {dims32:?} overflow"))?;
+    let dims = dims32
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((dims, n))
+}
+
+/// Parses IDX bytes: big-endian magic `0x00 0x00 0x08 ndims`, `ndims` big-endian u32 sizes, data.
+pub fn parse_idx(bytes: &[u8], ndims: u8) -> Result<(Vec<usize>, Vec<u8>)> {
+    let (dims, n) = parse_header(bytes, ndims)?;
+    let header = 4 + 4 * ndims as usize;
+    let have = (bytes.len() - header) as u64;
     ensure!(
         have == n,
         "dimensions {dims:?} need {n} data bytes but the file has {have} (truncated or corrupt)"
@@ -325,6 +393,77 @@ mod tests {
             IdxDataset::open(dir.path(), Split::Test).err().unwrap()
         );
         assert!(err.contains("t10k-images-idx3-ubyte"), "{err}");
+    }
+
+    #[test]
+    fn header_claiming_2_pow_40_bytes_is_an_error_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = idx_bytes(3, &[1 << 14, 1 << 13, 1 << 13], &[0; 64]);
+        let err = parse_idx(&bytes, 3).unwrap_err().to_string();
+        assert!(err.contains("need 1099511627776 data bytes"), "{err}");
+        for (name, b) in [("raw", bytes.clone()), ("z.gz", gz(&bytes))] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, b).unwrap();
+            // gzipped: refused by the cap before decompressing; raw: by the file's length
+            let err = format!("{:#}", read_idx(&p, 3).unwrap_err());
+            assert!(
+                err.contains(name) && err.contains("1099511627776 data bytes"),
+                "{err}"
+            );
+        }
+        // u32 dimensions whose product overflows u64
+        let bytes = idx_bytes(3, &[u32::MAX; 3], &[]);
+        assert!(
+            parse_idx(&bytes, 3)
+                .unwrap_err()
+                .to_string()
+                .contains("overflow")
+        );
+    }
+
+    #[test]
+    fn gzip_bombs_are_cut_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bomb.gz");
+        // declares 6 bytes, then 16 MB of zeros (a 16 KB .gz)
+        std::fs::write(&p, gz(&idx_bytes(3, &[1, 2, 3], &vec![0; 16 << 20]))).unwrap();
+        let err = format!("{:#}", read_idx(&p, 3).unwrap_err());
+        assert!(
+            err.contains("bomb.gz") && err.contains("more than the 6 data bytes"),
+            "{err}"
+        );
+        // declares (and holds) 1 MB: over a lowered cap it is refused before decompressing
+        std::fs::write(&p, gz(&idx_bytes(3, &[100, 100, 100], &vec![0; 1_000_000]))).unwrap();
+        let err = format!("{:#}", read_idx_capped(&p, 3, 100_000).unwrap_err());
+        assert!(err.contains("100000-byte limit"), "{err}");
+        assert_eq!(
+            read_idx_capped(&p, 3, 1_000_000).unwrap().1.len(),
+            1_000_000
+        );
+        // a truncated stream is a clear error
+        let full = gz(&idx_bytes(1, &[3], &[1, 2, 3]));
+        std::fs::write(&p, &full[..full.len() - 6]).unwrap();
+        assert!(read_idx(&p, 1).is_err());
+    }
+
+    #[test]
+    fn mutated_idx_files_give_ok_or_err_without_panicking() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = idx_bytes(3, &[3, 4, 5], &(0..60).collect::<Vec<u8>>());
+        let good_gz = gz(&good);
+        let mut m = crate::data::mutate::Mutator::new(1400);
+        let mut errors = 0;
+        for i in 0..500 {
+            let ok = if i % 2 == 0 {
+                parse_idx(&m.mutate(&good), 3).is_ok()
+            } else {
+                let p = dir.path().join("m.gz");
+                std::fs::write(&p, m.mutate(&good_gz)).unwrap();
+                read_idx(&p, 3).is_ok()
+            };
+            errors += !ok as usize;
+        }
+        assert!(errors > 100, "{errors}");
     }
 
     fn fashion_dir() -> PathBuf {

@@ -9,6 +9,8 @@ pub mod folder;
 pub mod idx;
 pub mod loader;
 pub mod manifest;
+#[cfg(test)]
+pub(crate) mod mutate;
 pub mod open;
 pub mod preview;
 pub mod resize;
