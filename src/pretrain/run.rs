@@ -3,7 +3,6 @@
 
 use super::config::PretrainConfig;
 use super::monitor::Monitor;
-use crate::checkpoint::st;
 use crate::data::{self, Batch};
 use crate::host::TensorMap;
 use crate::model::mae::{Mae, MaeConfig, random_masking};
@@ -11,13 +10,16 @@ use crate::refine::optim::{AdamW, Group, SavedSteps, param_values};
 use crate::refine::schedule::{Schedule, decays, scaled_lr};
 use crate::rng::Rng;
 use crate::runlog::{self, Event, PretrainStep, RunLog};
+use crate::train::state_file::{
+    self, Check, STATE_FILE, Shapes, TENSORS_FILE, prefixed, shapes, strip,
+};
 use crate::train::{self, Control, RunDir, StepReport, Task};
 use anyhow::{Context, Result, ensure};
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -160,6 +162,26 @@ impl Pretraining {
         })
     }
 
+    /// Checks a checkpoint's state against this (freshly built) task before anything is built
+    /// from it: `state.json`'s step against `progress.json`'s `step`; every tensor of the MAE
+    /// (encoder and decoder) under `model.` with exactly the shape of this model's own, the
+    /// optimizer's moments against the parameters, no tensor unexpected, every value finite.
+    fn check(&self, folder: &Path, state: &State, map: &TensorMap, step: u64) -> Result<()> {
+        let mut c = Check::new(folder, STATE_FILE);
+        c.ensure(state.step == step, || {
+            format!("`step` is {}, progress.json says {step}", state.step)
+        });
+        c.done()?;
+        let model = self.model()?;
+        let mut want = Shapes::new();
+        shapes(&model.to_tensors()?, "model.", &mut want);
+        let mut c = Check::new(folder, TENSORS_FILE);
+        c.tensors(map, &want, &["opt."]);
+        c.optimizer(map, "opt.", model, Some(&state.opt_steps), state.step);
+        c.finite(map);
+        c.done()
+    }
+
     /// Online evaluation and reconstructions of the model as it is now (when `[eval]` is on).
     fn monitor(&self, log: &mut RunLog) -> Result<()> {
         let Some(m) = &self.monitor else {
@@ -249,31 +271,16 @@ impl Task for Pretraining {
         let mut map = TensorMap::new();
         prefixed(self.model()?.to_tensors()?, "model.", &mut map);
         prefixed(self.opt.state()?, "opt.", &mut map);
-        st::write(&folder.join("state.safetensors"), &map, HashMap::new())?;
         let state = State {
             step: self.step,
             opt_steps: self.opt.steps(),
         };
-        std::fs::write(
-            folder.join("state.json"),
-            serde_json::to_string_pretty(&state)?,
-        )
-        .with_context(|| format!("cannot write {}", folder.display()))
+        state_file::write(folder, &map, &state)
     }
 
     fn restore(&mut self, folder: &Path, step: u64) -> Result<()> {
-        let path = folder.join("state.json");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let state: State = serde_json::from_str(&text)
-            .with_context(|| format!("{}: corrupt; move this checkpoint away", path.display()))?;
-        ensure!(
-            state.step == step,
-            "{}: state.json says step {} but progress says {step}",
-            folder.display(),
-            state.step
-        );
-        let map = st::read(&folder.join("state.safetensors"))?.tensors;
+        let (state, map): (State, TensorMap) = state_file::read(folder)?;
+        self.check(folder, &state, &map, step)?;
         let ad = self.device.clone().autodiff();
         let model = Mae::from_tensors(&self.mae, &strip(&map, "model."), &ad)
             .with_context(|| format!("{}: model", folder.display()))?
@@ -296,14 +303,4 @@ impl Task for Pretraining {
 /// Writes the MAE's encoder as an importable checkpoint (timm names, `mimr export` format).
 pub fn export_encoder(model: &Mae, mae: &MaeConfig, path: &Path) -> Result<()> {
     crate::checkpoint::export_encoder(&mae.encoder, model.encoder.to_tensors()?, "pretrain", path)
-}
-
-fn prefixed(map: TensorMap, prefix: &str, out: &mut TensorMap) {
-    out.extend(map.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)));
-}
-
-fn strip(map: &TensorMap, prefix: &str) -> TensorMap {
-    map.iter()
-        .filter_map(|(k, v)| k.strip_prefix(prefix).map(|s| (s.to_string(), v.clone())))
-        .collect()
 }

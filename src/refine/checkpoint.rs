@@ -5,14 +5,17 @@ use super::heads::Head;
 use super::optim::{AdamW, SavedSteps, param_values};
 use super::queue::NnQueue;
 use super::trainer::{Refiner, Trainer};
-use crate::checkpoint::st;
 use crate::host::{HostTensor, TensorMap};
 use crate::model::vit::Vit;
+use crate::train::driver::{PROGRESS_FILE, Resume};
+use crate::train::state_file::{
+    self, Check, STATE_FILE, Shapes, TENSORS_FILE, prefixed, shapes, strip,
+};
 use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::tensor::{Tensor, TensorData};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The refinement's scalar state stored next to its tensors (the loop's own state, step and
@@ -40,16 +43,6 @@ pub struct QueueState {
     pub label: Vec<i64>,
     pub age: Vec<u64>,
     pub ptr: usize,
-}
-
-fn prefixed(map: TensorMap, prefix: &str, out: &mut TensorMap) {
-    out.extend(map.into_iter().map(|(k, v)| (format!("{prefix}{k}"), v)));
-}
-
-fn strip(map: &TensorMap, prefix: &str) -> TensorMap {
-    map.iter()
-        .filter_map(|(k, v)| k.strip_prefix(prefix).map(|s| (s.to_string(), v.clone())))
-        .collect()
 }
 
 /// Writes the trainer's state into checkpoint folder `folder` (`train::Checkpoints` makes the
@@ -84,31 +77,18 @@ pub fn save(t: &Trainer, folder: &Path) -> Result<()> {
             })
             .collect(),
     };
-    st::write(&folder.join("state.safetensors"), &map, HashMap::new())?;
-    let json = serde_json::to_string_pretty(&state)?;
-    std::fs::write(folder.join("state.json"), json)
-        .with_context(|| format!("cannot write {}", folder.display()))?;
+    state_file::write(folder, &map, &state)?;
     std::fs::write(folder.join("config.toml"), t.cfg.to_toml()?)
         .with_context(|| format!("cannot write {}", folder.display()))
 }
 
-/// Restores a trainer's state from checkpoint folder `dir`; returns the stored state.
+/// Restores a trainer's state from checkpoint folder `dir`; returns the stored state. Both files
+/// are checked against the trainer as built from the config ([`check`]) before anything is
+/// built from them; a failed load leaves the trainer untouched.
 pub fn load(t: &mut Trainer, dir: &Path) -> Result<State> {
-    let path = dir.join("state.json");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let state: State = serde_json::from_str(&text)
-        .with_context(|| format!("{}: corrupt; move this checkpoint away", path.display()))?;
+    let (state, map): (State, TensorMap) = state_file::read(dir)?;
+    check(t, dir, &state, &map)?;
     let names: Vec<String> = t.specs.iter().map(|s| s.name.clone()).collect();
-    anyhow::ensure!(
-        state.heads == names,
-        "{}: checkpoint heads {:?} differ from the config's {:?}",
-        dir.display(),
-        state.heads,
-        names
-    );
-    let map = st::read(&dir.join("state.safetensors"))?.tensors;
-    // build everything first: a failed load leaves the trainer untouched
     let ad = t.device.clone().autodiff();
     let encoder = Vit::from_tensors(&t.vit, &strip(&map, "encoder."), &ad)?;
     let ema = Vit::from_tensors(&t.vit, &strip(&map, "ema."), &t.device)?;
@@ -116,13 +96,6 @@ pub fn load(t: &mut Trainer, dir: &Path) -> Result<State> {
         .iter()
         .map(|n| Head::from_tensors(&map, &format!("heads.{n}."), &ad))
         .collect::<Result<Vec<_>>>()?;
-    anyhow::ensure!(
-        state.queues.len() == names.len(),
-        "{}: {} queues for {} heads",
-        dir.display(),
-        state.queues.len(),
-        names.len()
-    );
     let queues = names
         .iter()
         .zip(&state.queues)
@@ -151,6 +124,106 @@ pub fn load(t: &mut Trainer, dir: &Path) -> Result<State> {
     t.opt_stage = opt_stage;
     t.step = state.step;
     Ok(state)
+}
+
+/// Checks a checkpoint's `state.json` and `state.safetensors` against trainer `t` as built from
+/// the config: heads, queue sizes and pointers, step counts (against `progress.json` where there
+/// is one), the optimizer's stage; then every tensor's name and exact shape against `t`'s own
+/// (encoder, EMA, heads with BN statistics, queues; optimizer moments against the parameters),
+/// no tensor unexpected, and every value finite. Extra keys are refused: the writer writes
+/// exactly this set.
+pub fn check(t: &Trainer, dir: &Path, state: &State, map: &TensorMap) -> Result<()> {
+    let model = t.model.as_ref().context("model missing")?;
+    let names: Vec<String> = t.specs.iter().map(|s| s.name.clone()).collect();
+    let mut c = Check::new(dir, STATE_FILE);
+    c.ensure(state.heads == names, || {
+        format!(
+            "`heads` is {:?}, the config's heads are {names:?}",
+            state.heads
+        )
+    });
+    c.ensure(state.queues.len() == names.len(), || {
+        format!(
+            "`queues` holds {} queues, expected one per head ({})",
+            state.queues.len(),
+            names.len()
+        )
+    });
+    for (i, ((name, q), fresh)) in names.iter().zip(&state.queues).zip(&t.queues).enumerate() {
+        let n = fresh.len();
+        for (field, len) in [
+            ("idx", q.idx.len()),
+            ("label", q.label.len()),
+            ("age", q.age.len()),
+        ] {
+            c.ensure(len == n, || {
+                format!("`queues[{i}].{field}` (head {name}) has {len} entries, expected the queue size {n}")
+            });
+        }
+        c.ensure(q.ptr < n, || {
+            format!(
+                "`queues[{i}].ptr` (head {name}) is {}, expected below the queue size {n}",
+                q.ptr
+            )
+        });
+        for (field, v) in [("idx", &q.idx), ("label", &q.label)] {
+            if let Some(bad) = v.iter().find(|&&x| x < -1) {
+                c.ensure(false, || {
+                    format!("`queues[{i}].{field}` (head {name}) holds {bad}, expected ≥ -1")
+                });
+            }
+        }
+    }
+    if dir.join(PROGRESS_FILE).exists() {
+        let progress = Resume::read(dir)?;
+        c.ensure(progress.step == state.step, || {
+            format!(
+                "`step` is {}, {PROGRESS_FILE} says {}",
+                state.step, progress.step
+            )
+        });
+    }
+    c.ensure(state.opt_step <= state.step, || {
+        format!(
+            "`opt_step` is {}, more than `step` {}",
+            state.opt_step, state.step
+        )
+    });
+    if let Some(steps) = &state.opt_steps {
+        let max = steps.values().copied().max().unwrap_or(0);
+        c.ensure(max == state.opt_step, || {
+            format!(
+                "`opt_step` is {}, the largest of `opt_steps` {max}",
+                state.opt_step
+            )
+        });
+    }
+    if let Some(s) = state.opt_stage {
+        c.ensure(matches!(s, 2 | 3), || {
+            format!("`opt_stage` is {s}, expected 2 or 3")
+        });
+    }
+    let encoder_moments = map.keys().any(|k| k.starts_with("opt.m.encoder."));
+    c.ensure(state.opt_stage != Some(2) || !encoder_moments, || {
+        format!("`opt_stage` is 2 (encoder frozen), but {TENSORS_FILE} holds encoder moments")
+    });
+    c.done()?;
+    let mut want = Shapes::new();
+    let encoder = model.encoder.to_tensors()?;
+    shapes(&encoder, "encoder.", &mut want);
+    shapes(&encoder, "ema.", &mut want);
+    drop(encoder);
+    for (spec, (head, q)) in t.specs.iter().zip(model.heads.iter().zip(&t.queues)) {
+        let mut h = TensorMap::new();
+        head.to_tensors(&format!("heads.{}.", spec.name), &mut h)?;
+        shapes(&h, "", &mut want);
+        want.insert(format!("queue.{}.x", spec.name), q.host_x()?.shape);
+    }
+    let mut c = Check::new(dir, TENSORS_FILE);
+    c.tensors(map, &want, &["opt."]);
+    c.optimizer(map, "opt.", model, state.opt_steps.as_ref(), state.step);
+    c.finite(map);
+    c.done()
 }
 
 /// The AdamW state of a checkpoint and the stage it serves, checked against `model`.

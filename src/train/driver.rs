@@ -2,6 +2,7 @@
 //! from the deterministic loader, the run log, checkpoints, progress, pause/stop and NaN stops.
 
 use super::run_dir::RunDir;
+use super::state_file::{Check, fix};
 use crate::data::{Batch, EpochPosition, Loader};
 use crate::progress::Progress;
 use crate::runlog::{Event, Header, RunLog};
@@ -102,7 +103,34 @@ impl Resume {
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         serde_json::from_str(&text)
-            .with_context(|| format!("{}: corrupt; move this checkpoint away", path.display()))
+            .with_context(|| format!("{}: unreadable; {}", path.display(), fix(folder)))
+    }
+
+    /// Checks a read position against its folder's name (`ckpt-<step>`) and the loader: the
+    /// batch within an epoch below `steps_per_epoch`, the sample position within the epoch's
+    /// (at most two passes over the `samples` of the data set), the sample position not behind
+    /// the batch count.
+    pub fn check(&self, folder: &Path, s: &Settings, samples: usize) -> Result<()> {
+        let mut c = Check::new(folder, PROGRESS_FILE);
+        if let Some(named) = super::checkpoints::step_of(folder) {
+            c.ensure(named == self.step, || {
+                format!("`step` is {}, the folder's name says {named}", self.step)
+            });
+        }
+        let (batch, sample) = (self.data_pos.batch, self.data_pos.sample);
+        c.ensure(batch as u64 <= s.steps_per_epoch, || {
+            format!(
+                "`data_pos.batch` is {batch}, an epoch has {} batches",
+                s.steps_per_epoch
+            )
+        });
+        c.ensure(sample <= samples.saturating_mul(2) && sample >= batch, || {
+            format!(
+                "`data_pos.sample` is {sample}, expected {batch}..={} (batch {batch} of a data set of {samples})",
+                samples.saturating_mul(2)
+            )
+        });
+        c.done()
     }
 }
 
@@ -132,6 +160,7 @@ pub fn run<T: Task>(
     let resume = match dir.checkpoints.latest()? {
         Some(folder) => {
             let r = Resume::read(&folder)?;
+            r.check(&folder, settings, loader.dataset().len())?;
             task.restore(&folder, r.step)
                 .with_context(|| format!("cannot resume from {}", folder.display()))?;
             tracing::info!("resuming from {} (step {})", folder.display(), r.step);

@@ -5,6 +5,7 @@ pub mod checkpoints;
 pub mod driver;
 pub mod lock;
 pub mod run_dir;
+pub mod state_file;
 pub mod thumbnails;
 
 pub use checkpoints::Checkpoints;
