@@ -8,6 +8,7 @@ pub mod data;
 pub mod device;
 pub mod eval;
 pub mod fsutil;
+pub mod fuzzing;
 pub mod host;
 pub mod images;
 pub mod inspect;
