@@ -67,6 +67,17 @@ pub enum Command {
     Demo(demo::Args),
 }
 
+/// The `--config FILE` and `--set KEY=VALUE` options of the training commands.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConfigArgs {
+    /// Run configuration (TOML); see configs/.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Override a config key, e.g. --set stage3.epochs=5 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
 /// Options shared by commands that load a checkpoint.
 #[derive(clap::Args, Debug, Clone)]
 pub struct CkptArgs {

@@ -9,12 +9,8 @@ use std::sync::Arc;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Run configuration (TOML); see configs/mae_fashion_mnist.toml.
-    #[arg(long)]
-    pub config: PathBuf,
-    /// Override a config key, e.g. --set optim.epochs=5 (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
+    #[command(flatten)]
+    pub run: super::ConfigArgs,
     /// Train nothing: write the freshly initialised encoder (seed `run.seed`) to this file, as
     /// the random-initialisation control of a refinement.
     #[arg(long, value_name = "FILE")]
@@ -22,7 +18,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let cfg = PretrainConfig::load(&args.config, &args.set)?;
+    let cfg = PretrainConfig::load(&args.run.config, &args.run.set)?;
     if let Some(path) = &args.init_only {
         let mae = cfg.model.mae()?;
         let model =

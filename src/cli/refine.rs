@@ -4,21 +4,16 @@
 use crate::refine::config::RefineConfig;
 use crate::train::Control;
 use anyhow::Result;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Run configuration (TOML); see configs/.
-    #[arg(long)]
-    pub config: PathBuf,
-    /// Override a config key, e.g. --set stage3.epochs=5 (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub set: Vec<String>,
+    #[command(flatten)]
+    pub run: super::ConfigArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let cfg = RefineConfig::load(&args.config, &args.set)?;
+    let cfg = RefineConfig::load(&args.run.config, &args.run.set)?;
     let control = Arc::new(Control::default());
     on_ctrl_c(control.clone());
     let out = crate::refine::run::refine(cfg, &control)?;

@@ -3,7 +3,9 @@
 
 use crate::model::mae::MaeConfig;
 use crate::model::vit::VitConfig;
-use crate::refine::config::{self as refine_cfg, DataConfig, OnlineEvalConfig, read_tree};
+use crate::refine::config::{
+    self as refine_cfg, DataConfig, OnlineEvalConfig, load_as, resolve_paths,
+};
 use anyhow::{Context, Result, ensure};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -212,19 +214,8 @@ impl PretrainConfig {
     /// Reads `path`, applies `key=value` overrides, resolves relative paths against the file's
     /// folder, and validates.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let value = read_tree(path, overrides)?;
-        let mut cfg: PretrainConfig = value.try_into().with_context(|| {
-            format!(
-                "{}: does not match the pretrain config schema",
-                path.display()
-            )
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut cfg.data.train, &mut cfg.run.dir] {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        }
+        let mut cfg: PretrainConfig = load_as(path, overrides, "pretrain")?;
+        resolve_paths(path, [&mut cfg.data.train, &mut cfg.run.dir]);
         cfg.validate()?;
         Ok(cfg)
     }

@@ -284,23 +284,15 @@ impl RefineConfig {
     /// Reads `path`, applies `key=value` overrides, resolves relative paths against the file's
     /// folder, and validates.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
-        let value = read_tree(path, overrides)?;
-        let mut cfg: RefineConfig = value.try_into().with_context(|| {
-            format!(
-                "{}: does not match the refine config schema",
-                path.display()
-            )
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        for p in [
-            &mut cfg.model.checkpoint,
-            &mut cfg.data.train,
-            &mut cfg.run.dir,
-        ] {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        }
+        let mut cfg: RefineConfig = load_as(path, overrides, "refine")?;
+        resolve_paths(
+            path,
+            [
+                &mut cfg.model.checkpoint,
+                &mut cfg.data.train,
+                &mut cfg.run.dir,
+            ],
+        );
         cfg.validate()?;
         Ok(cfg)
     }
@@ -431,6 +423,30 @@ impl OnlineEvalConfig {
 
 /// The TOML tree of the config file `path` with `key=value` overrides applied (shared by every
 /// config of this crate: refine, pretrain).
+/// Reads `path` with `overrides` applied into the config type `T` (`schema` names it in errors).
+pub fn load_as<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    overrides: &[String],
+    schema: &str,
+) -> Result<T> {
+    read_tree(path, overrides)?.try_into().with_context(|| {
+        format!(
+            "{}: does not match the {schema} config schema",
+            path.display()
+        )
+    })
+}
+
+/// Makes each relative path of a config absolute against the folder of its file `config_path`.
+pub fn resolve_paths<const N: usize>(config_path: &Path, paths: [&mut PathBuf; N]) {
+    let base = config_path.parent().unwrap_or(Path::new("."));
+    for p in paths {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    }
+}
+
 pub fn read_tree(path: &Path, overrides: &[String]) -> Result<toml::Value> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config {}", path.display()))?;
