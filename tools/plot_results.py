@@ -4,7 +4,7 @@
     python tools/plot_results.py RESULTS_DIR [docs/results_knn.png]
 
 RESULTS_DIR holds the `eval-<dataset>-<variant>/results.json` that tools/run_results.sh writes
-(datasets fmnist, cifar; variants mae, refined, init, control). Needs matplotlib.
+(datasets fmnist, cifar; variants mae, refined, init, control, lr16). Needs matplotlib.
 """
 import json
 import os
@@ -20,6 +20,8 @@ VARIANTS = [
     ("refined", "MAE + MIM-Refiner", "tab:red", "s-"),
     ("init", "random init", "tab:gray", "x--"),
     ("control", "random init + MIM-Refiner", "tab:orange", "^--"),
+    ("lr16", "MAE + MIM-Refiner, 16× LR", "tab:purple", "d-"),
+    ("control-lr16", "random init + MIM-Refiner, 16× LR", "tab:brown", "v--"),
 ]
 DATASETS = [("fmnist", "Fashion-MNIST"), ("cifar", "CIFAR-10")]
 

@@ -4,7 +4,7 @@
     python tools/results_tables.py RESULTS_DIR
 
 Per dataset (fmnist, cifar): kNN (k = 20) of every block for each variant (mae, refined, init,
-control), then linear probe and k-means ACC/NMI at the last block and at the final-norm output.
+control, lr16), then linear probe and k-means ACC/NMI at the last block and at the final-norm output.
 Standard library only.
 """
 import json
@@ -12,7 +12,8 @@ import os
 import sys
 
 VARIANTS = [("mae", "MAE"), ("refined", "MAE + refiner"), ("init", "random init"),
-            ("control", "random init + refiner")]
+            ("control", "random init + refiner"), ("lr16", "MAE + refiner, 16× LR"),
+            ("control-lr16", "random init + refiner, 16× LR")]
 
 
 def load(root, ds, key):

@@ -4,8 +4,8 @@
 #   MIMR=path/to/mimr CIFAR=/path/to/cifar10-jpg OUT=runs/results bash tools/run_results.sh STAGE
 # STAGE, in order: fmnist-pretrain (makes assets/demo_mae.safetensors: its run dir's
 # encoder.safetensors, copied there) | fmnist-init | fmnist-refine | fmnist-control |
-# cifar-pretrain | cifar-init | cifar-refine | cifar-control | cifar-refine-lr16 | eval-fmnist |
-# eval-cifar
+# cifar-pretrain | cifar-init | cifar-refine | cifar-control | cifar-refine-lr16 |
+# cifar-control-lr16 | eval-fmnist | eval-cifar
 # CIFAR-10 is the ImageFolder JPEG version (train/<class>/*.jpg, test/<class>/*.jpg); it is not
 # part of mimr. Fashion-MNIST comes from `apt-get install dataset-fashion-mnist`.
 set -euo pipefail
@@ -79,6 +79,12 @@ cifar-refine-lr16)
         --set "model.checkpoint=\"$OUT/mae_cifar10/encoder.safetensors\"" \
         --set "run.dir=\"$OUT/cifar10_lr16\"" \
         --set stage2.base_lr=3.2e-3 --set stage3.base_lr=6.4e-3 ;;
+cifar-control-lr16)
+    timed cifar-control-lr16 "$MIMR" refine --config configs/cifar10_refine.toml \
+        --set "data.train=\"$CIFAR\"" \
+        --set "model.checkpoint=\"$OUT/init_cifar10.safetensors\"" \
+        --set "run.dir=\"$OUT/cifar10_control_lr16\"" \
+        --set stage2.base_lr=3.2e-3 --set stage3.base_lr=6.4e-3 ;;
 eval-fmnist)
     eval_all fmnist-mae assets/demo_mae.safetensors "$FMNIST" "${FMNIST_NORM[@]}"
     eval_all fmnist-refined "$OUT/demo/encoder_ema.safetensors" "$FMNIST" "${FMNIST_NORM[@]}"
@@ -89,8 +95,9 @@ eval-cifar)
     eval_all cifar-refined "$OUT/cifar10_refine/encoder_ema.safetensors" "$CIFAR" "${CIFAR_NORM[@]}"
     eval_all cifar-init "$OUT/init_cifar10.safetensors" "$CIFAR" "${CIFAR_NORM[@]}"
     eval_all cifar-control "$OUT/cifar10_control/encoder_ema.safetensors" "$CIFAR" "${CIFAR_NORM[@]}"
-    eval_all cifar-lr16 "$OUT/cifar10_lr16/encoder_ema.safetensors" "$CIFAR" "${CIFAR_NORM[@]}" ;;
+    eval_all cifar-lr16 "$OUT/cifar10_lr16/encoder_ema.safetensors" "$CIFAR" "${CIFAR_NORM[@]}"
+    eval_all cifar-control-lr16 "$OUT/cifar10_control_lr16/encoder_ema.safetensors" "$CIFAR" "${CIFAR_NORM[@]}" ;;
 *)
-    echo "usage: bash tools/run_results.sh fmnist-pretrain|fmnist-init|fmnist-refine|fmnist-control|cifar-pretrain|cifar-init|cifar-refine|cifar-control|cifar-refine-lr16|eval-fmnist|eval-cifar" >&2
+    echo "usage: bash tools/run_results.sh fmnist-pretrain|fmnist-init|fmnist-refine|fmnist-control|cifar-pretrain|cifar-init|cifar-refine|cifar-control|cifar-refine-lr16|cifar-control-lr16|eval-fmnist|eval-cifar" >&2
     exit 2 ;;
 esac
