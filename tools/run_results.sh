@@ -42,6 +42,18 @@ eval_all() { # name, checkpoint, dataset, normalisation…
         --device cpu "$@" --out "$OUT/probe-$name"
 }
 
+# the CIFAR-10 refinement of an encoder under $OUT into run dir $OUT/<dir>, with extra --set flags
+cifar_refine() { # name, encoder (relative to $OUT), run dir (relative to $OUT), extra flags…
+    local name=$1 ckpt=$2 dir=$3
+    shift 3
+    timed "$name" "$MIMR" refine --config configs/cifar10_refine.toml \
+        --set "data.train=\"$CIFAR\"" --set "model.checkpoint=\"$OUT/$ckpt\"" \
+        --set "run.dir=\"$OUT/$dir\"" "$@"
+}
+
+# the learning-rate test: the paper's absolute peaks at batch 64 (16× the per-256 scaling)
+LR16=(--set stage2.base_lr=3.2e-3 --set stage3.base_lr=6.4e-3)
+
 case ${1:-} in
 fmnist-pretrain)
     timed fmnist-pretrain "$MIMR" pretrain --config configs/demo_mae.toml \
@@ -63,28 +75,13 @@ cifar-init)
     "$MIMR" pretrain --config configs/mae_cifar10.toml --set "data.train=\"$CIFAR\"" \
         --init-only "$OUT/init_cifar10.safetensors" ;;
 cifar-refine)
-    timed cifar-refine "$MIMR" refine --config configs/cifar10_refine.toml \
-        --set "data.train=\"$CIFAR\"" \
-        --set "model.checkpoint=\"$OUT/mae_cifar10/encoder.safetensors\"" \
-        --set "run.dir=\"$OUT/cifar10_refine\"" ;;
+    cifar_refine cifar-refine mae_cifar10/encoder.safetensors cifar10_refine ;;
 cifar-control)
-    timed cifar-control "$MIMR" refine --config configs/cifar10_refine.toml \
-        --set "data.train=\"$CIFAR\"" \
-        --set "model.checkpoint=\"$OUT/init_cifar10.safetensors\"" \
-        --set "run.dir=\"$OUT/cifar10_control\"" ;;
+    cifar_refine cifar-control init_cifar10.safetensors cifar10_control ;;
 cifar-refine-lr16)
-    # the learning-rate test: the paper's absolute peaks at batch 64 (16× the per-256 scaling)
-    timed cifar-refine-lr16 "$MIMR" refine --config configs/cifar10_refine.toml \
-        --set "data.train=\"$CIFAR\"" \
-        --set "model.checkpoint=\"$OUT/mae_cifar10/encoder.safetensors\"" \
-        --set "run.dir=\"$OUT/cifar10_lr16\"" \
-        --set stage2.base_lr=3.2e-3 --set stage3.base_lr=6.4e-3 ;;
+    cifar_refine cifar-refine-lr16 mae_cifar10/encoder.safetensors cifar10_lr16 "${LR16[@]}" ;;
 cifar-control-lr16)
-    timed cifar-control-lr16 "$MIMR" refine --config configs/cifar10_refine.toml \
-        --set "data.train=\"$CIFAR\"" \
-        --set "model.checkpoint=\"$OUT/init_cifar10.safetensors\"" \
-        --set "run.dir=\"$OUT/cifar10_control_lr16\"" \
-        --set stage2.base_lr=3.2e-3 --set stage3.base_lr=6.4e-3 ;;
+    cifar_refine cifar-control-lr16 init_cifar10.safetensors cifar10_control_lr16 "${LR16[@]}" ;;
 eval-fmnist)
     eval_all fmnist-mae assets/demo_mae.safetensors "$FMNIST" "${FMNIST_NORM[@]}"
     eval_all fmnist-refined "$OUT/demo/encoder_ema.safetensors" "$FMNIST" "${FMNIST_NORM[@]}"
