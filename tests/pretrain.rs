@@ -10,28 +10,16 @@ use std::path::Path;
 
 /// The example config, pointed at `dir`, with a tiny model, a subset and explicit sizes.
 fn config(dir: &Path, sets: &[&str]) -> anyhow::Result<PretrainConfig> {
-    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/mae_fashion_mnist.toml");
-    let mut all: Vec<String> = vec![
-        format!("run.dir=\"{}\"", dir.display()),
-        format!("data.train=\"{}\"", common::fashion_mnist().display()),
-        "run.device=\"cpu\"".into(),
-        "data.workers=2".into(),
-        "data.limit=256".into(),
-        "data.batch_size=32".into(),
-        "model.dim=32".into(),
-        "model.depth=2".into(),
-        "model.heads=2".into(),
-        "model.decoder_dim=32".into(),
-        "model.decoder_heads=2".into(),
-        "optim.epochs=4".into(),
-        "optim.warmup_epochs=0.5".into(),
-        "optim.base_lr=0.01".into(),
-        "run.log_every=1".into(),
-        "run.checkpoint_every=8".into(),
-        "eval.every_epochs=0".into(),
+    let mut all = vec![
+        "data.workers=2",
+        "data.limit=256",
+        "optim.epochs=4",
+        "optim.base_lr=0.01",
+        "run.log_every=1",
+        "run.checkpoint_every=8",
     ];
-    all.extend(sets.iter().map(|s| s.to_string()));
-    PretrainConfig::load(&base, &all)
+    all.extend_from_slice(sets);
+    common::tiny_mae_config(dir, &all)
 }
 
 /// The losses of the `pretrain_step` events, in order, and their step numbers.

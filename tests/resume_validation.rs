@@ -41,26 +41,14 @@ fn refine_config(dir: &Path, extra: &[&str]) -> RefineConfig {
 }
 
 fn pretrain_config(dir: &Path, extra: &[&str]) -> PretrainConfig {
-    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/mae_fashion_mnist.toml");
-    let mut sets: Vec<String> = vec![
-        format!("run.dir=\"{}\"", dir.display()),
-        format!("data.train=\"{}\"", common::fashion_mnist().display()),
-        "run.device=\"cpu\"".into(),
-        "data.workers=1".into(),
-        "data.limit=64".into(),
-        "data.batch_size=32".into(),
-        "model.dim=32".into(),
-        "model.depth=2".into(),
-        "model.heads=2".into(),
-        "model.decoder_dim=32".into(),
-        "model.decoder_heads=2".into(),
-        "optim.epochs=2".into(),
-        "optim.warmup_epochs=0.5".into(),
-        "run.checkpoint_every=100".into(),
-        "eval.every_epochs=0".into(),
+    let mut sets = vec![
+        "data.workers=1",
+        "data.limit=64",
+        "optim.epochs=2",
+        "run.checkpoint_every=100",
     ];
-    sets.extend(extra.iter().map(|s| s.to_string()));
-    PretrainConfig::load(&base, &sets).expect("config loads")
+    sets.extend_from_slice(extra);
+    common::tiny_mae_config(dir, &sets).expect("config loads")
 }
 
 /// A refinement stopped after 3 of its 4 steps (stage 3 under way: encoder moments stored),

@@ -92,3 +92,27 @@ pub fn fashion_mnist() -> PathBuf {
     );
     dir
 }
+
+/// `configs/mae_fashion_mnist.toml` pointed at `dir` with a tiny MAE (width 32, 2 blocks, 2 heads,
+/// decoder 32 × 2 heads), batch 32 on the CPU, no online evaluation; `sets` come last and win.
+pub fn tiny_mae_config(
+    dir: &std::path::Path,
+    sets: &[&str],
+) -> anyhow::Result<mimr::pretrain::config::PretrainConfig> {
+    let base = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs/mae_fashion_mnist.toml");
+    let mut all: Vec<String> = vec![
+        format!("run.dir=\"{}\"", dir.display()),
+        format!("data.train=\"{}\"", fashion_mnist().display()),
+        "run.device=\"cpu\"".into(),
+        "data.batch_size=32".into(),
+        "model.dim=32".into(),
+        "model.depth=2".into(),
+        "model.heads=2".into(),
+        "model.decoder_dim=32".into(),
+        "model.decoder_heads=2".into(),
+        "optim.warmup_epochs=0.5".into(),
+        "eval.every_epochs=0".into(),
+    ];
+    all.extend(sets.iter().map(|s| s.to_string()));
+    mimr::pretrain::config::PretrainConfig::load(&base, &all)
+}
