@@ -208,6 +208,34 @@ pub fn select(choice: DeviceChoice) -> Result<Selected> {
     }
 }
 
+/// The device of the process with rank `local_rank` on its machine (data-parallel runs): with
+/// hardware GPUs, the `local_rank`-th of them (ranks share GPUs when there are more ranks);
+/// otherwise as [`select`].
+pub fn select_for_rank(choice: DeviceChoice, local_rank: usize) -> Result<Selected> {
+    if local_rank == 0 || choice == DeviceChoice::Cpu {
+        return select(choice);
+    }
+    let list = adapters();
+    let hw: Vec<&AdapterInfo> = list.iter().filter(|a| a.is_hardware()).collect();
+    if hw.is_empty() {
+        return select(choice);
+    }
+    let a = hw[local_rank % hw.len()];
+    let mut reason = format!(
+        "local rank {local_rank}: hardware adapter {} of {}",
+        local_rank % hw.len(),
+        hw.len()
+    );
+    if local_rank >= hw.len() {
+        reason.push_str(" (more ranks than GPUs on this machine: ranks share one)");
+    }
+    Ok(Selected {
+        device: wgpu_device(a)?,
+        label: a.label(),
+        reason,
+    })
+}
+
 /// `--device auto`: a hardware adapter that opens, else the CPU backend, saying why.
 fn select_auto(list: &[AdapterInfo]) -> Selected {
     let Some(a) = list.iter().find(|a| a.is_hardware()) else {

@@ -18,6 +18,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    let launch = crate::dist::Launch::from_env()?;
+    anyhow::ensure!(
+        launch.size == 1,
+        "mimr pretrain runs as one process (this is rank {} of {}): data-parallel runs are for `mimr refine`",
+        launch.rank,
+        launch.size
+    );
     let cfg = PretrainConfig::load(&args.run.config, &args.run.set)?;
     if let Some(path) = &args.init_only {
         let mae = cfg.model.mae()?;

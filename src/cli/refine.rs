@@ -13,10 +13,26 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    let comm = crate::dist::connect(crate::dist::Launch::from_env()?)?;
+    match refine(args, comm.clone()) {
+        // a rank that fails alone would leave the others waiting in a collective: end the job
+        Err(e) if comm.size() > 1 => {
+            eprintln!("error on rank {} of {}: {e:#}", comm.rank(), comm.size());
+            comm.abort(1)
+        }
+        other => other,
+    }
+}
+
+fn refine(args: Args, comm: Arc<dyn crate::dist::Comm>) -> Result<()> {
     let cfg = RefineConfig::load(&args.run.config, &args.run.set)?;
     let control = Arc::new(Control::default());
     on_ctrl_c(control.clone());
-    let out = crate::refine::run::refine(cfg, &control)?;
+    let rank = comm.rank();
+    let out = crate::refine::run::refine_ranked(cfg, &control, comm)?;
+    if rank > 0 {
+        return Ok(());
+    }
     println!(
         "{} after {} steps; run dir {} (encoder_ema.safetensors, events.jsonl, checkpoints/)",
         if out.interrupted {

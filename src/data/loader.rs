@@ -52,6 +52,8 @@ pub struct Loader {
     prefetch: usize,
     drop_last: bool,
     shuffle: bool,
+    /// This process's share of every batch: (rank, ranks).
+    shard: (usize, usize),
 }
 
 /// The epoch's order: a Fisher–Yates permutation of `0..n` from `Rng::keyed(&[seed, epoch])`.
@@ -108,7 +110,37 @@ impl Loader {
             prefetch,
             drop_last: true,
             shuffle: true,
+            shard: (0, 1),
         })
+    }
+
+    /// Yields rank `rank`'s share of every batch, of `ranks` equal shares: samples
+    /// `rank·b..(rank+1)·b` of each batch of the epoch's order (b = batch size / ranks), so the
+    /// ranks' shares together are a single process's batches. A rank replaces an unreadable
+    /// sample from further along its own share of the order, so with unreadable files the
+    /// batches differ from a single process's (still deterministic).
+    pub fn with_shard(mut self, rank: usize, ranks: usize) -> Result<Self> {
+        ensure!(
+            ranks > 0 && rank < ranks,
+            "internal: rank {rank} of {ranks}"
+        );
+        ensure!(
+            self.batch_size.is_multiple_of(ranks),
+            "data.batch_size = {} does not split into {ranks} equal shares, one per process: use a multiple of {ranks}",
+            self.batch_size
+        );
+        self.shard = (rank, ranks);
+        Ok(self)
+    }
+
+    /// Samples per yielded batch: this rank's share.
+    pub fn shard_batch_size(&self) -> usize {
+        self.batch_size / self.shard.1
+    }
+
+    /// (rank, ranks) of this loader's share.
+    pub fn shard(&self) -> (usize, usize) {
+        self.shard
     }
 
     /// Keep (false) or drop (true, the default) the last partial batch.
@@ -164,6 +196,8 @@ impl Loader {
         } else {
             (0..n).collect()
         };
+        let order = shard_order(order, self.batch_size, self.shard);
+        let n = order.len();
         let positions = if self.drop_last { 2 * n } else { n };
         let job = Arc::new(Job {
             dataset: self.dataset.clone(),
@@ -183,14 +217,14 @@ impl Loader {
             pos: at.sample,
             batches: at.batch,
             max_batches: self.drop_last.then(|| self.batches_per_epoch()),
-            batch_size: self.batch_size,
+            batch_size: self.shard_batch_size(),
             drop_last: self.drop_last,
             done: false,
             skipped: 0,
             start_error: None,
         };
         if self.workers > 0 {
-            let window = self.prefetch.max(1) * self.batch_size + self.workers;
+            let window = self.prefetch.max(1) * self.shard_batch_size() + self.workers;
             let (tx, rx) = sync_channel(window);
             it.rx = Some(rx);
             for w in 0..self.workers {
@@ -209,6 +243,18 @@ impl Loader {
         }
         it
     }
+}
+
+/// Rank `rank`'s part of `order`: its `batch / ranks` samples of each run of `batch`.
+fn shard_order(order: Vec<usize>, batch: usize, (rank, ranks): (usize, usize)) -> Vec<usize> {
+    if ranks == 1 {
+        return order;
+    }
+    let b = batch / ranks;
+    order
+        .chunks(batch)
+        .flat_map(|c| c.iter().skip(rank * b).take(b).copied())
+        .collect()
 }
 
 /// What every worker of one epoch shares.
@@ -538,6 +584,34 @@ mod tests {
         seen.sort();
         seen.dedup();
         assert_eq!(seen.len(), 20, "indices repeat within an epoch");
+    }
+
+    #[test]
+    fn rank_shares_make_up_the_single_process_batches() {
+        let ds = synth(23, vec![]);
+        let (whole, _) = run(ds.clone(), 1, 3, true);
+        let shares: Vec<Vec<Batch>> = (0..2)
+            .map(|r| {
+                let l = Loader::new(ds.clone(), cfg(), 4, 42, 1, 2).unwrap();
+                let l = l.with_shard(r, 2).unwrap();
+                l.epoch(3).map(|b| b.unwrap()).collect()
+            })
+            .collect();
+        assert_eq!(shares[0].len(), whole.len());
+        for (k, w) in whole.iter().enumerate() {
+            let (a, b) = (&shares[0][k], &shares[1][k]);
+            assert_eq!([a.indices.clone(), b.indices.clone()].concat(), w.indices);
+            assert_eq!([a.labels.clone(), b.labels.clone()].concat(), w.labels);
+            assert_eq!(
+                [a.globals[1].clone(), b.globals[1].clone()].concat(),
+                w.globals[1]
+            );
+        }
+        let odd = Loader::new(ds, cfg(), 4, 42, 1, 2)
+            .unwrap()
+            .with_shard(0, 3);
+        let e = odd.err().unwrap();
+        assert!(format!("{e:#}").contains("data.batch_size = 4"), "{e:#}");
     }
 
     #[test]

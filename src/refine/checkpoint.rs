@@ -48,6 +48,25 @@ pub struct QueueState {
 /// Writes the trainer's state into checkpoint folder `folder` (`train::Checkpoints` makes the
 /// folder appear atomically): `state.safetensors`, `state.json`, `config.toml`.
 pub fn save(t: &Trainer, folder: &Path) -> Result<()> {
+    let (map, state) = state_of(t)?;
+    state_file::write(folder, &map, &state)?;
+    std::fs::write(folder.join("config.toml"), t.cfg.to_toml()?)
+        .with_context(|| format!("cannot write {}", folder.display()))
+}
+
+/// Bytes that differ when any part of the training state does (ranks compare their digests).
+pub fn state_bytes(t: &Trainer) -> Result<Vec<u8>> {
+    let (map, state) = state_of(t)?;
+    let mut out = serde_json::to_vec(&state)?;
+    for (k, v) in &map {
+        out.extend_from_slice(k.as_bytes());
+        out.extend(v.data.iter().flat_map(|x| x.to_le_bytes()));
+    }
+    Ok(out)
+}
+
+/// The tensors and scalar state a checkpoint stores.
+fn state_of(t: &Trainer) -> Result<(TensorMap, State)> {
     let model = t.model.as_ref().context("model missing")?;
     let mut map = TensorMap::new();
     prefixed(model.encoder.to_tensors()?, "encoder.", &mut map);
@@ -77,9 +96,7 @@ pub fn save(t: &Trainer, folder: &Path) -> Result<()> {
             })
             .collect(),
     };
-    state_file::write(folder, &map, &state)?;
-    std::fs::write(folder.join("config.toml"), t.cfg.to_toml()?)
-        .with_context(|| format!("cannot write {}", folder.display()))
+    Ok((map, state))
 }
 
 /// Restores a trainer's state from checkpoint folder `dir`; returns the stored state. Both files

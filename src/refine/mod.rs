@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod config;
+mod data_parallel;
 pub mod groups;
 pub mod heads;
 pub mod loss;

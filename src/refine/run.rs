@@ -8,6 +8,7 @@ use super::online_eval::{self, OnlineEval};
 use super::schedule::{Schedule, scaled_lr};
 use super::trainer::{HeadStats, Trainer};
 use crate::data::{self, Batch};
+use crate::dist::{Comm, Single};
 use crate::model::features::{self, Tap};
 use crate::runlog::{self, Event, HeadStep, NnExamples, NnPair, RunLog, StepEvent};
 use crate::train::{self, Control, RunDir, StepReport, Task};
@@ -72,16 +73,36 @@ impl Plan {
 
 /// Runs (or resumes) the refinement described by `cfg` until done or `control` stops it.
 pub fn refine(cfg: RefineConfig, control: &Control) -> Result<Outcome> {
+    refine_ranked(cfg, control, Arc::new(Single))
+}
+
+/// [`refine`] as one rank of a data-parallel job (`comm`; README "Several GPUs"): every rank
+/// loads the same config, encodes its share of each batch on its own device, and takes the
+/// same update; rank 0 alone owns the run directory, its lock, log, checkpoints and evaluations.
+pub fn refine_ranked(cfg: RefineConfig, control: &Control, comm: Arc<dyn Comm>) -> Result<Outcome> {
+    let (rank, ranks) = (comm.rank(), comm.size());
+    if ranks > 1 {
+        same_config_on_every_rank(&*comm, &cfg)?;
+    }
     let ck = cfg.model.load()?;
     cfg.data
         .views
         .validate(ck.config.patch_size)
         .context("data.views")?;
     let full: Arc<dyn data::Dataset> = data::open(&cfg.data.train, cfg.data.split)?.into();
-    let online = OnlineEval::new(&cfg, full.clone())?;
+    let online = match rank {
+        0 => OnlineEval::new(&cfg, full.clone())?,
+        _ => None,
+    };
     let (dataset, loader) = cfg.data.loader(full, cfg.run.seed)?;
-    let dir = RunDir::open(&cfg.run.dir, &cfg.to_toml()?, |old| same_run(&cfg, old))?;
-    let selected = crate::device::select(cfg.run.device)?;
+    let loader = loader.with_shard(rank, ranks)?;
+    let dir = match rank {
+        0 => Some(RunDir::open(&cfg.run.dir, &cfg.to_toml()?, |old| {
+            same_run(&cfg, old)
+        })?),
+        _ => None,
+    };
+    let selected = crate::device::select_for_rank(cfg.run.device, comm.local_rank())?;
     tracing::info!("device: {} ({})", selected.label, selected.reason);
     let plan = Plan::new(&cfg, loader.batches_per_epoch() as u64);
     let settings = train::Settings {
@@ -93,7 +114,8 @@ pub fn refine(cfg: RefineConfig, control: &Control) -> Result<Outcome> {
         keep_checkpoints: cfg.run.keep_checkpoints,
         log_every: cfg.run.log_every,
     };
-    let trainer = Trainer::new(cfg.clone(), ck.config.clone(), &ck.tensors, selected.device)?;
+    let trainer = Trainer::new(cfg.clone(), ck.config.clone(), &ck.tensors, selected.device)?
+        .with_comm(comm.clone());
     let mut task = Refinement {
         t: trainer,
         plan,
@@ -103,14 +125,50 @@ pub fn refine(cfg: RefineConfig, control: &Control) -> Result<Outcome> {
         last_snapshot: None,
         nn_thumbs: NnThumbs::default(),
     };
-    let out = train::run(&mut task, &dir, &loader, &settings, control)?;
+    let out = train::run_ranked(&mut task, dir.as_ref(), &loader, &settings, control, &*comm)?;
+    if ranks > 1 {
+        let (c, total) = (
+            task.t.comm_time.as_secs_f64(),
+            task.t.step_time.as_secs_f64(),
+        );
+        tracing::info!(
+            "rank {rank}: collectives and their host copies took {c:.2} s of {total:.2} s in steps ({:.1} %)",
+            100.0 * c / total.max(1e-9)
+        );
+        let digest = checkpoint::state_bytes(&task.t)?;
+        if let Err(e) = crate::dist::ensure_same(&*comm, "training state", &digest) {
+            tracing::warn!("ranks hold different states after the last step: {e:#}");
+        }
+    }
     Ok(Outcome {
         steps: out.steps,
         interrupted: out.interrupted,
         completed: out.completed,
-        run_dir: dir.path().to_path_buf(),
+        run_dir: cfg.run.dir.clone(),
         resumed_from: out.resumed_from,
     })
+}
+
+/// Every rank must run rank 0's config; the error names the first key that differs. All ranks
+/// learn the verdict before any of them touches the run directory.
+fn same_config_on_every_rank(comm: &dyn Comm, cfg: &RefineConfig) -> Result<()> {
+    let mine = cfg.to_toml()?;
+    let leader: String = crate::dist::broadcast_json(comm, (comm.rank() == 0).then_some(&mine))?;
+    let parse = |t: &str| toml::from_str::<toml::Value>(t);
+    let differs = first_difference(&parse(&leader)?, &parse(&mine)?, "");
+    let verdicts = comm.all_gather_u64(&[u64::from(differs.is_some())]);
+    if let Some(key) = differs {
+        anyhow::bail!(
+            "rank {}: config key `{key}` differs from rank 0's: start every rank with the same --config and --set",
+            comm.rank()
+        );
+    }
+    match verdicts.iter().position(|&v| v == 1) {
+        Some(r) => {
+            anyhow::bail!("rank {r}'s config differs from rank 0's (its message names the key)")
+        }
+        None => Ok(()),
+    }
 }
 
 /// A resume must use the config the run started with, up to settings that do not change the

@@ -8,12 +8,15 @@ use super::loss::head_loss;
 use super::optim::{AdamW, ema_update, param_values};
 use super::queue::{NnQueue, l2n};
 use crate::data::Batch;
+use crate::dist::{Comm, Single};
 use crate::model::vit::{Taps, Vit, VitConfig, VitOutput, pool};
 use crate::rng::Rng;
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The trainable part: encoder and heads (one module so one optimizer pass sees both).
 #[derive(Module, Debug)]
@@ -76,6 +79,29 @@ pub struct HeadStats {
     pub examples: Vec<(usize, i64, Option<bool>)>,
 }
 
+/// The dataset indices and labels of a whole step's batch (all ranks' shares, in rank order).
+pub struct Samples {
+    pub indices: Vec<usize>,
+    pub labels: Vec<i64>,
+}
+
+impl Samples {
+    /// A single process's batch.
+    pub fn of(batch: &Batch) -> Self {
+        Self {
+            indices: batch.indices.clone(),
+            labels: batch.labels.clone(),
+        }
+    }
+
+    /// Every rank's share, gathered.
+    pub fn gather(comm: &dyn Comm, batch: &Batch) -> Self {
+        let (indices, labels) =
+            crate::dist::rows::gather_samples(comm, &batch.indices, &batch.labels);
+        Self { indices, labels }
+    }
+}
+
 /// Keys of the random streams that initialise heads and queues (with the seed and head index).
 const HEAD_INIT: u64 = 0x4845_4144;
 const QUEUE_INIT: u64 = 0x5155_4555;
@@ -93,6 +119,11 @@ pub struct Trainer {
     /// The stage whose updates `opt` holds (a fresh trainer: 2).
     pub opt_stage: u8,
     pub step: u64,
+    /// The ranks this trainer steps with ([`crate::dist::Single`] unless data-parallel).
+    pub comm: Arc<dyn Comm>,
+    /// Time spent in collectives and their host copies, and in whole steps (data-parallel steps).
+    pub comm_time: Duration,
+    pub step_time: Duration,
 }
 
 impl Trainer {
@@ -142,17 +173,26 @@ impl Trainer {
             opt: AdamW::new(),
             opt_stage: 2,
             step: 0,
+            comm: Arc::new(Single),
+            comm_time: Duration::ZERO,
+            step_time: Duration::ZERO,
         })
     }
 
-    fn model(&self) -> Result<&Refiner> {
+    /// Steps data-parallel with the ranks of `comm` (every rank builds the same trainer).
+    pub fn with_comm(mut self, comm: Arc<dyn Comm>) -> Self {
+        self.comm = comm;
+        self
+    }
+
+    pub(super) fn model(&self) -> Result<&Refiner> {
         self.model
             .as_ref()
             .context("model missing after a failed step")
     }
 
     /// Forward of every head's features: `[V·B, D]` per head, view-major (globals, then locals).
-    fn features(&self, batch: &Batch, stage3: bool) -> Result<Vec<Tensor<2>>> {
+    pub(super) fn features(&self, batch: &Batch, stage3: bool) -> Result<Vec<Tensor<2>>> {
         let ad = self.device.clone().autodiff();
         let dev = if stage3 {
             ad.clone()
@@ -192,10 +232,40 @@ impl Trainer {
             .collect()
     }
 
-    /// One optimisation step at learning rate `lr` (peak-scaled, before group scales).
+    /// One optimisation step at learning rate `lr` (peak-scaled, before group scales). With
+    /// several ranks, `batch` is this rank's share of the step's batch (see [`Trainer::comm`]).
     pub fn step(&mut self, batch: &Batch, stage: u8, lr: f64) -> Result<Vec<HeadStats>> {
         let stage3 = stage == 3;
-        let sc = if stage3 {
+        let t_step = Instant::now();
+        let local = self.features(batch, stage3)?;
+        if self.comm.size() == 1 {
+            let whole = Samples::of(batch);
+            let (total, stats) = self.losses(local, &whole, stage)?;
+            let grads = GradientsParams::from_grads(total.backward(), self.model()?);
+            self.update(grads, stage, lr)?;
+            return Ok(stats);
+        }
+        let t0 = Instant::now();
+        let whole = Samples::gather(&*self.comm, batch);
+        let layout = self.layout(batch.len(), &local)?;
+        let gathered = self.gather(&local, &layout, stage3)?;
+        self.comm_time += t0.elapsed();
+        let (total, stats) = self.losses(gathered.clone(), &whole, stage)?;
+        let grads = self.ranked_grads(total, local, &gathered, &layout, stage3)?;
+        self.update(grads, stage, lr)?;
+        self.step_time += t_step.elapsed();
+        Ok(stats)
+    }
+
+    /// Every head's summed loss over the whole batch `whole` (this process's `feats` rows),
+    /// with the NN lookups, the queue update and each head's statistics.
+    fn losses(
+        &mut self,
+        feats: Vec<Tensor<2>>,
+        whole: &Samples,
+        stage: u8,
+    ) -> Result<(Tensor<1>, Vec<HeadStats>)> {
+        let sc = if stage == 3 {
             &self.cfg.stage3
         } else {
             &self.cfg.stage2
@@ -205,8 +275,7 @@ impl Trainer {
             self.cfg.data.views.globals.len(),
             self.cfg.data.views.n_local,
         );
-        let feats = self.features(batch, stage3)?;
-        let b = batch.len();
+        let b = whole.indices.len();
         let mut total: Option<Tensor<1>> = None;
         let mut stats = Vec::new();
         for (h, x) in feats.into_iter().enumerate() {
@@ -217,13 +286,13 @@ impl Trainer {
             let (mut agree, mut labelled) = (0usize, 0usize);
             for v in 0..n_global {
                 let zv = z.clone().narrow(0, v * b, b);
-                let look = self.queues[h].lookup(zv.clone(), &batch.indices, topk, &mut rng)?;
+                let look = self.queues[h].lookup(zv.clone(), &whole.indices, topk, &mut rng)?;
                 let cos = (l2n(zv.without_autodiff().detach()) * look.nn.clone())
                     .sum_dim(1)
                     .mean();
                 st.nn_similarity += cos.into_scalar::<f32>() as f64 / n_global as f64;
                 for (i, &pick) in look.picks.iter().enumerate() {
-                    let (mine, theirs) = (batch.labels[i], self.queues[h].label[pick]);
+                    let (mine, theirs) = (whole.labels[i], self.queues[h].label[pick]);
                     if mine >= 0 && theirs >= 0 {
                         labelled += 1;
                         agree += usize::from(mine == theirs);
@@ -231,7 +300,7 @@ impl Trainer {
                     if v == 0 && i < 8 {
                         let same = (mine >= 0 && theirs >= 0).then_some(mine == theirs);
                         st.examples
-                            .push((batch.indices[i], self.queues[h].idx[pick], same));
+                            .push((whole.indices[i], self.queues[h].idx[pick], same));
                     }
                 }
                 nns.push(look.nn);
@@ -245,7 +314,7 @@ impl Trainer {
                 self.cfg.heads.temperature,
                 self.cfg.heads.loss,
             );
-            self.queues[h].enqueue(z.narrow(0, 0, b), &batch.indices, &batch.labels);
+            self.queues[h].enqueue(z.narrow(0, 0, b), &whole.indices, &whole.labels);
             st.loss = hl.loss.clone().into_scalar::<f32>() as f64;
             st.global_alignment = hl.global_alignment;
             st.local_alignment = hl.local_alignment;
@@ -263,13 +332,7 @@ impl Trainer {
                 self.step
             );
         }
-        self.apply_gradients(total, stage, lr)?;
-        Ok(stats)
-    }
-
-    fn apply_gradients(&mut self, total: Tensor<1>, stage: u8, lr: f64) -> Result<()> {
-        let grads = GradientsParams::from_grads(total.backward(), self.model()?);
-        self.update(grads, stage, lr)
+        Ok((total, stats))
     }
 
     /// The parameter groups of `stage` (2 or 3) for this run's config and encoder.

@@ -3,7 +3,8 @@
 
 use super::run_dir::RunDir;
 use super::state_file::{Check, fix};
-use crate::data::{Batch, EpochPosition, Loader};
+use crate::data::{Batch, EpochIter, EpochPosition, Loader};
+use crate::dist::{Comm, Single, broadcast_json, leader_says};
 use crate::progress::Progress;
 use crate::runlog::{Event, Header, RunLog};
 use anyhow::{Context, Result, bail, ensure};
@@ -83,12 +84,16 @@ impl Control {
 }
 
 /// The loop's state in a checkpoint: the step, the run log's size, the loader's position.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Resume {
     pub step: u64,
     pub log_offset: u64,
+    /// With several ranks: the batch count and the sum of the ranks' sample positions.
     #[serde(default)]
     pub data_pos: EpochPosition,
+    /// Each rank's sample position, for a data-parallel run (empty for a single process).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rank_samples: Vec<usize>,
 }
 
 impl Resume {
@@ -151,36 +156,54 @@ pub fn run<T: Task>(
     settings: &Settings,
     control: &Control,
 ) -> Result<Outcome> {
+    run_ranked(task, Some(dir), loader, settings, control, &Single)
+}
+
+/// [`run`] on one rank of a data-parallel job (`loader` sharded by rank): rank 0 passes the run
+/// directory and alone writes the log, checkpoints and progress, and decides when to stop; the
+/// other ranks pass `None`, restore the checkpoint rank 0 picked, and step in lock step.
+pub fn run_ranked<T: Task>(
+    task: &mut T,
+    dir: Option<&RunDir>,
+    loader: &Loader,
+    settings: &Settings,
+    control: &Control,
+    comm: &dyn Comm,
+) -> Result<Outcome> {
     ensure!(
         settings.steps_per_epoch > 0 && settings.total_steps > 0,
         "nothing to train: {} steps per epoch, {} steps in all",
         settings.steps_per_epoch,
         settings.total_steps
     );
-    let resume = match dir.checkpoints.latest()? {
-        Some(folder) => {
-            let r = Resume::read(&folder)?;
-            r.check(&folder, settings, loader.dataset().len())?;
-            task.restore(&folder, r.step)
-                .with_context(|| format!("cannot resume from {}", folder.display()))?;
-            tracing::info!("resuming from {} (step {})", folder.display(), r.step);
-            Some(r)
+    ensure!(
+        dir.is_some() == (comm.rank() == 0),
+        "internal: rank {} {} the run directory",
+        comm.rank(),
+        if dir.is_some() { "holds" } else { "lacks" }
+    );
+    let resume = resume(task, dir, loader, settings, comm)?;
+    let mut log = match dir {
+        Some(d) => {
+            let offset = resume.as_ref().map(|r| r.log_offset);
+            let mut log = RunLog::open(d.path(), offset, task.header())?;
+            if resume.is_none() {
+                task.on_fresh_start(d.path(), &mut log)?;
+            }
+            Some(log)
         }
         None => None,
     };
-    let mut log = RunLog::open(dir.path(), resume.map(|r| r.log_offset), task.header())?;
-    if resume.is_none() {
-        task.on_fresh_start(dir.path(), &mut log)?;
-    }
     let mut lp = Loop {
         task,
         dir,
         loader,
         s: settings,
         control,
-        log: &mut log,
-        at: resume.unwrap_or_default(),
-        saved: resume.map(|r| r.step),
+        comm,
+        log: log.as_mut(),
+        at: resume.clone().unwrap_or_default(),
+        saved: resume.as_ref().map(|r| r.step),
     };
     let interrupted = lp.epochs()?;
     if lp.saved != Some(lp.at.step) && lp.at.step > 0 {
@@ -190,9 +213,11 @@ pub fn run<T: Task>(
     // a stop that arrives during the very last step still completes the run
     let completed = step >= settings.total_steps;
     let interrupted = interrupted && !completed;
-    task.finish(dir.path(), &mut log, completed)?;
-    if completed {
-        log.write(&Event::End { step })?;
+    if let (Some(d), Some(log)) = (dir, log.as_mut()) {
+        task.finish(d.path(), log, completed)?;
+        if completed {
+            log.write(&Event::End { step })?;
+        }
     }
     Ok(Outcome {
         steps: step,
@@ -202,14 +227,54 @@ pub fn run<T: Task>(
     })
 }
 
+/// The newest checkpoint, validated and restored: rank 0 picks it, then every other rank
+/// restores the same folder (the run directory must be on a file system all ranks see).
+fn resume<T: Task>(
+    task: &mut T,
+    dir: Option<&RunDir>,
+    loader: &Loader,
+    settings: &Settings,
+    comm: &dyn Comm,
+) -> Result<Option<Resume>> {
+    let mut picked = None;
+    if let Some(dir) = dir
+        && let Some(folder) = dir.checkpoints.latest()?
+    {
+        let r = Resume::read(&folder)?;
+        r.check(&folder, settings, loader.dataset().len())?;
+        task.restore(&folder, r.step)
+            .with_context(|| format!("cannot resume from {}", folder.display()))?;
+        tracing::info!("resuming from {} (step {})", folder.display(), r.step);
+        picked = Some((folder, r));
+    }
+    if comm.size() > 1 {
+        let shared = broadcast_json(comm, dir.is_some().then_some(&picked))?;
+        if comm.rank() > 0
+            && let Some((folder, r)) = &shared
+        {
+            task.restore(folder, r.step).with_context(|| {
+                format!(
+                    "rank {}: cannot resume from {}",
+                    comm.rank(),
+                    folder.display()
+                )
+            })?;
+        }
+        picked = shared;
+    }
+    Ok(picked.map(|(_, r)| r))
+}
+
 /// The loop's working state.
 struct Loop<'a, T: Task> {
     task: &'a mut T,
-    dir: &'a RunDir,
+    dir: Option<&'a RunDir>,
     loader: &'a Loader,
     s: &'a Settings,
     control: &'a Control,
-    log: &'a mut RunLog,
+    comm: &'a dyn Comm,
+    /// Rank 0's run log; `None` on the other ranks, which write nothing.
+    log: Option<&'a mut RunLog>,
     at: Resume,
     /// The step of the newest checkpoint on disk.
     saved: Option<u64>,
@@ -227,15 +292,16 @@ impl<T: Task> Loop<'_, T> {
     /// Runs epochs until the end; true when stopped by a request.
     fn epochs(&mut self) -> Result<bool> {
         let (spe, end) = (self.s.steps_per_epoch, self.end());
-        let mut progress =
-            Progress::new(&self.s.label, "steps", end, self.at.step.min(end)).with_plain_every(50);
+        let mut progress = self.log.is_some().then(|| {
+            Progress::new(&self.s.label, "steps", end, self.at.step.min(end)).with_plain_every(50)
+        });
         while self.at.step < end {
             let (epoch, pos) = (self.at.step / spe, (self.at.step % spe) as usize);
             let before = self.at.step;
             let mut it = if pos == 0 {
                 self.loader.epoch(epoch)
             } else if self.at.data_pos.batch == pos {
-                self.loader.epoch_from(epoch, self.at.data_pos)
+                self.loader.epoch_from(epoch, self.shard_position())
             } else {
                 // a checkpoint without the loader position (older version): re-read to the step
                 let mut it = self.loader.epoch(epoch);
@@ -249,9 +315,10 @@ impl<T: Task> Loop<'_, T> {
                 let t0 = Instant::now();
                 let report = self.task.step(&batch, self.at.step)?;
                 self.at.step += 1;
-                self.at.data_pos = it.position();
-                let ips = batch.len() as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-                self.after(report, ips, end, &mut progress)?;
+                self.record_position(&it);
+                let images = batch.len() * self.comm.size();
+                let ips = images as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+                self.after(report, ips, end, progress.as_mut())?;
                 if self.wait_or_stop() {
                     tracing::info!("stopped at step {}: writing a checkpoint", self.at.step);
                     return Ok(true);
@@ -265,8 +332,47 @@ impl<T: Task> Loop<'_, T> {
         Ok(false)
     }
 
-    /// Logging, the task's hooks and the checkpoint after one step.
-    fn after(&mut self, r: StepReport, ips: f64, end: u64, p: &mut Progress) -> Result<()> {
+    /// The loader position after the last step; with several ranks, every rank's.
+    fn record_position(&mut self, it: &EpochIter) {
+        let mine = it.position();
+        if self.comm.size() == 1 {
+            self.at.data_pos = mine;
+            return;
+        }
+        let all = self.comm.all_gather_u64(&[mine.sample as u64]);
+        self.at.rank_samples = all.iter().map(|&s| s as usize).collect();
+        self.at.data_pos = EpochPosition {
+            batch: mine.batch,
+            sample: self.at.rank_samples.iter().sum(),
+        };
+    }
+
+    /// Where this rank's share of the epoch continues after a resume. A checkpoint of another
+    /// rank count gives the batch boundary plus an equal share of the samples skipped so far
+    /// as unreadable (exact when none were).
+    fn shard_position(&self) -> EpochPosition {
+        let (rank, ranks) = self.loader.shard();
+        let at = self.at.data_pos;
+        if ranks == 1 {
+            return at;
+        }
+        if self.at.rank_samples.len() == ranks {
+            return EpochPosition {
+                batch: at.batch,
+                sample: self.at.rank_samples[rank],
+            };
+        }
+        let skipped = at
+            .sample
+            .saturating_sub(at.batch * self.loader.batch_size());
+        EpochPosition {
+            batch: at.batch,
+            sample: at.batch * self.loader.shard_batch_size() + skipped / ranks,
+        }
+    }
+
+    /// Logging, the task's hooks and the checkpoint after one step (the writing: rank 0 only).
+    fn after(&mut self, r: StepReport, ips: f64, end: u64, p: Option<&mut Progress>) -> Result<()> {
         let step = self.at.step;
         if !r.loss.is_finite() {
             bail!(
@@ -275,6 +381,9 @@ impl<T: Task> Loop<'_, T> {
                 self.saved.map_or("none".into(), |s| format!("step {s}"))
             );
         }
+        let Some(log) = self.log.as_deref_mut() else {
+            return Ok(());
+        };
         if step.is_multiple_of(self.s.log_every) || step == end {
             let time = crate::runlog::unix_time();
             for mut e in r.events {
@@ -284,12 +393,14 @@ impl<T: Task> Loop<'_, T> {
                 if let Event::PretrainStep(s) = &mut e {
                     (s.img_per_s, s.time) = (ips, time);
                 }
-                self.log.write(&e)?;
+                log.write(&e)?;
             }
         }
-        p.set(step, &format!("{}  {ips:.1} img/s", r.status));
+        if let Some(p) = p {
+            p.set(step, &format!("{}  {ips:.1} img/s", r.status));
+        }
         // events first, then the checkpoint: a resume from it never loses an event
-        self.task.after_step(step, end, self.log)?;
+        self.task.after_step(step, end, log)?;
         if step.is_multiple_of(self.s.checkpoint_every)
             || step == end
             || self.task.checkpoint_due(step)
@@ -299,14 +410,17 @@ impl<T: Task> Loop<'_, T> {
         Ok(())
     }
 
+    /// Writes a checkpoint of the current step (rank 0; the other ranks hold the same state).
     fn save(&mut self) -> Result<()> {
+        let (Some(dir), Some(log)) = (self.dir, self.log.as_deref_mut()) else {
+            return Ok(());
+        };
         let at = Resume {
-            log_offset: self.log.offset()?,
-            ..self.at
+            log_offset: log.offset()?,
+            ..self.at.clone()
         };
         let task = &*self.task;
-        self.dir
-            .checkpoints
+        dir.checkpoints
             .save(at.step, self.s.keep_checkpoints, |folder| {
                 task.save(folder)?;
                 let json = serde_json::to_string_pretty(&at)?;
@@ -317,21 +431,16 @@ impl<T: Task> Loop<'_, T> {
         Ok(())
     }
 
-    /// Waits while paused; true when a stop was requested.
+    /// Waits while paused; true when a stop was requested (rank 0's request, on every rank).
     fn wait_or_stop(&self) -> bool {
-        while self.control.paused() && !self.control.stopped() {
+        let leader = self.comm.rank() == 0;
+        while leader && self.control.paused() && !self.control.stopped() {
             std::thread::sleep(Duration::from_millis(50));
         }
-        self.control.stopped()
+        leader_says(self.comm, leader && self.control.stopped())
     }
 
-    fn check_epoch(
-        &self,
-        it: &crate::data::EpochIter,
-        epoch: u64,
-        pos: usize,
-        before: u64,
-    ) -> Result<()> {
+    fn check_epoch(&self, it: &EpochIter, epoch: u64, pos: usize, before: u64) -> Result<()> {
         let (spe, step) = (self.s.steps_per_epoch, self.at.step);
         ensure!(
             step > before,

@@ -9,7 +9,7 @@ pub mod state_file;
 pub mod thumbnails;
 
 pub use checkpoints::Checkpoints;
-pub use driver::{Control, Outcome, Resume, Settings, StepReport, Task, run};
+pub use driver::{Control, Outcome, Resume, Settings, StepReport, Task, run, run_ranked};
 pub use run_dir::RunDir;
 
 #[cfg(test)]
