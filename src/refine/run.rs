@@ -165,6 +165,9 @@ fn same_config_on_every_rank(comm: &dyn Comm, cfg: &RefineConfig) -> Result<()> 
     }
     match verdicts.iter().position(|&v| v == 1) {
         Some(r) => {
+            // rank r reports the key and ends the job; a rank that failed first would kill it
+            // before its message is out, so give it time
+            std::thread::sleep(std::time::Duration::from_secs(10));
             anyhow::bail!("rank {r}'s config differs from rank 0's (its message names the key)")
         }
         None => Ok(()),
