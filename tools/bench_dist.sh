@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-${CARGO_TARGET_DIR:-$HOME/.cache/mimr-target}/release/mimr}
 OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
 SETS=(--set data.limit=1536 --set data.batch_size=64 --set stage2.epochs=1 --set stage3.epochs=1
       --set run.device="cpu" --set data.workers=1 --set eval.every_epochs=0 --set run.log_every=1
       --set run.snapshot_every=0 --set run.checkpoint_every=1000)
